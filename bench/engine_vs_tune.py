@@ -1,0 +1,280 @@
+"""pbtune's native engine vs Ray Tune's PBT on the same digits population, in one invocation.
+
+Why: pbtune exists because Ray Tune's PBT, when the population exceeds the slots, spends much of
+the slots' time pausing trials, writing and reading checkpoints and restarting actors instead of
+training. This benchmark puts a number on that claim under identical conditions: one Ray instance
+with the same CPUs, the same 8 initial configs and seeds, the same mutations and PBT settings, the
+same workload code and the same thread count per trial. Targets (from the issue): pbtune efficiency
+≥ 0.90, pbtune wall time ≤ 1/4 of Tune's, and a best accuracy at least Tune's.
+
+Definitions, the same for both sides:
+
+* ``compute_s``: seconds inside ``train(1)`` + ``evaluate()``, summed over every iteration of every
+  trial (pbtune: its summary; Tune: the ``compute_s`` each report carries, summed by a callback).
+* ``efficiency = compute_s / (slots × wall_s)``: the share of the slots' time spent training.
+* pbtune's ``wall_s`` is its main loop (the engine's definition; ``startup_s`` is separate). The
+  wall-time ratio is taken *end to end* on both sides (pbtune: start-up + loop, as timed around
+  ``run()``; Tune: ``tuner.fit()``), so start-up cost cannot flatter either side.
+* best accuracy: the highest validation accuracy any trial reported at any iteration.
+
+Run from the repository root: ``.venv/bin/python bench/engine_vs_tune.py [--out bench.json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+WORKLOAD = "digits-cnn"
+SLOTS = 2
+QUANTILE_FRACTION = 0.25
+RESAMPLE_PROBABILITY = 0.25
+EFFICIENCY_TARGET = 0.90
+WALL_RATIO_TARGET = 4.0
+
+
+def _quiet_environment() -> None:
+    """Silence Ray/Tune's console output before Ray is imported; let workers import this dir.
+
+    Tune's workers must import ``_tune_baseline`` (the trainable refers to its helpers), and a
+    local Ray instance's workers inherit the driver's environment, hence ``PYTHONPATH``.
+    """
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(BENCH_DIR), os.environ.get("PYTHONPATH", "")) if p
+    )
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "1e9")
+    os.environ.setdefault("RAY_AIR_RICH_LAYOUT", "0")
+    warnings.filterwarnings("ignore")
+    for name in ("ray", "ray.tune", "ray.train", "ray.data"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seed", type=int, default=0, help="population, PBT decisions (default 0)")
+    p.add_argument("--trials", type=int, default=8, help="population size (default 8)")
+    p.add_argument("--iterations", type=int, default=10, help="iterations per trial (default 10)")
+    p.add_argument("--epochs", type=int, default=3, help="epochs per iteration (default 3)")
+    p.add_argument("--interval", type=int, default=2, help="perturbation interval (default 2)")
+    p.add_argument("--reuse-actors", action="store_true",
+                   help="also run Tune with reuse_actors=True (a third row)")
+    p.add_argument("--tune-num-to-keep", type=int, default=None, metavar="N",
+                   help="Tune's CheckpointConfig(num_to_keep); default keeps all (2 makes "
+                        "exploited trials fail, see _tune_baseline.run_tune_pbt)")
+    p.add_argument("--skip-tune", action="store_true", help="run pbtune only")
+    p.add_argument("--skip-pbtune", action="store_true", help="run Ray Tune only")
+    p.add_argument("--out", type=Path, default=None, help="also write the results as JSON here")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    return p.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> Any:
+    """The resolved pbtune config: the quickstart preset with the benchmark's settings.
+
+    The environment is not consulted (``env={}``): a stray ``PBTUNE_*`` variable must not change
+    a benchmark.
+    """
+    from pbtune.config import load_config, resolve
+
+    overrides = [
+        f"workload={WORKLOAD}",
+        "engine=native",
+        f"seed={args.seed}",
+        f"population={args.trials}",
+        f"resources.slots={SLOTS}",
+        "resources.cpus_per_trial=1",
+        f"stop.max_iterations={args.iterations}",
+        "stop.metric_threshold=null",
+        f"pbt.perturbation_interval={args.interval}",
+        f"pbt.quantile_fraction={QUANTILE_FRACTION}",
+        f"pbt.resample_probability={RESAMPLE_PROBABILITY}",
+        "pbt.clip=false",  # Ray Tune never clips explored values; explore the same way
+        f"options.epochs_per_iteration={args.epochs}",
+        "options.threads=1",
+    ]
+    return resolve(load_config(None, overrides, env={}))
+
+
+def plain(obj: Any) -> Any:
+    """Mappings/sequences from the resolved config (pydantic models included) as plain JSON data."""
+    if hasattr(obj, "model_dump"):
+        return plain(obj.model_dump())
+    if isinstance(obj, dict):
+        return {str(k): plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
+
+
+def run_pbtune(cfg: Any) -> dict[str, Any]:
+    """Run the native engine with no callbacks (nothing written); summary + end-to-end wall."""
+    from pbtune.engines import create_engine
+
+    start = time.perf_counter()
+    engine = create_engine(cfg, [])
+    # Start-up first and explicitly: the engine's wall_s is meant to cover its main loop only, and
+    # with prepare() done here run() cannot count start-up in it whichever way run() is written.
+    engine.prepare()
+    summary = engine.run()
+    summary["wall_end_to_end_s"] = round(time.perf_counter() - start, 3)
+    summary["efficiency_end_to_end"] = round(
+        summary["compute_s"] / (summary["slots"] * summary["wall_end_to_end_s"]), 4
+    )
+    return summary
+
+
+def run_tune(cfg: Any, *, reuse_actors: bool, num_to_keep: int | None) -> dict[str, Any]:
+    """Run the same population through Ray Tune's PBT (see ``_tune_baseline``)."""
+    import _tune_baseline
+
+    from pbtune.engines.native.engine import initial_trials
+    from pbtune.workloads import get
+
+    trials = initial_trials(cfg)  # exactly the configs and seeds pbtune starts from
+    options = plain(cfg.options)
+    return _tune_baseline.run_tune_pbt(
+        workload=WORKLOAD,
+        options=options,
+        data=get(WORKLOAD).load_data(options),
+        initial_configs=[t.config for t in trials],
+        seeds=[t.seed for t in trials],
+        mutations=plain(cfg.pbt.hyperparam_mutations),
+        metric=cfg.metric,
+        iterations=cfg.stop.max_iterations,
+        interval=cfg.pbt.perturbation_interval,
+        quantile_fraction=cfg.pbt.quantile_fraction,
+        resample_probability=cfg.pbt.resample_probability,
+        slots=SLOTS,
+        seed=cfg.seed,
+        reuse_actors=reuse_actors,
+        num_to_keep=num_to_keep,
+    )
+
+
+def _best(row: dict[str, Any]) -> float | None:
+    best = row.get("best")
+    return None if not best else float(best["metric"])
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def compare(rows: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, bool]]:
+    """Ratios and target checks of pbtune against the default Tune row (``reuse_actors=False``)."""
+    ours, tune = rows.get("pbtune"), rows.get("tune")
+    ratios: dict[str, Any] = {}
+    checks: dict[str, bool] = {}
+    if ours is not None:
+        checks["efficiency >= 0.90"] = ours["efficiency"] >= EFFICIENCY_TARGET
+    if ours is None or tune is None:
+        return ratios, checks
+    for name, other in rows.items():
+        if name == "pbtune":
+            continue
+        suffix = "" if name == "tune" else f" ({name})"
+        ratios[f"wall Tune/pbtune{suffix}"] = round(other["wall_s"] / ours["wall_end_to_end_s"], 2)
+        ratios[f"efficiency pbtune/Tune{suffix}"] = (
+            round(ours["efficiency"] / other["efficiency"], 2) if other["efficiency"] else None
+        )
+    checks["wall <= Tune/4"] = ours["wall_end_to_end_s"] * WALL_RATIO_TARGET <= tune["wall_s"]
+    ours_best, tune_best = _best(ours), _best(tune)
+    checks["best accuracy >= Tune's"] = (
+        ours_best is not None and (tune_best is None or ours_best >= tune_best)
+    )
+    return ratios, checks
+
+
+def render(rows: dict[str, dict[str, Any]], ratios: dict[str, Any], checks: dict[str, bool],
+           settings: dict[str, Any]) -> str:
+    """The plain-text table (works in CI logs and when piped)."""
+    labels = {"pbtune": "pbtune (native)", "tune": "Ray Tune PBT",
+              "tune_reuse_actors": "Ray Tune PBT reuse_actors"}
+    head = (f"{'engine':<27}{'wall s':>9}{'(loop s)':>10}{'compute s':>11}{'efficiency':>12}"
+            f"{'best acc':>10}{'exploits':>10}{'iters':>7}")
+    lines = [
+        "engine_vs_tune: " + ", ".join(f"{k}={v}" for k, v in settings.items()),
+        "",
+        head,
+        "-" * len(head),
+    ]
+    for name, row in rows.items():
+        wall = row.get("wall_end_to_end_s", row["wall_s"])
+        loop = row["wall_s"] if name == "pbtune" else None
+        lines.append(
+            f"{labels.get(name, name):<27}{wall:>9.1f}{_fmt(loop, '.1f'):>10}"
+            f"{row['compute_s']:>11.1f}{row['efficiency']:>12.3f}{_fmt(_best(row), '.4f'):>10}"
+            f"{row['exploits']:>10}{row['iterations']:>7}"
+        )
+    if "pbtune" in rows:
+        ours = rows["pbtune"]
+        lines.append(f"  pbtune: startup {ours.get('startup_s', 0):.1f}s; efficiency end to end "
+                     f"{ours['efficiency_end_to_end']:.3f}; efficiency column uses the loop wall")
+    for name, row in rows.items():
+        if row.get("errors"):
+            lines.append(f"  {name}: {len(row['errors'])} trial(s) FAILED, the row is not a valid "
+                         f"baseline: {row['errors'][0]}")
+        if row.get("checkpoint_errors"):
+            lines.append(f"  {name}: Tune logged {row['checkpoint_errors']} checkpoint-deletion "
+                         "errors (non-fatal)")
+    if ratios:
+        lines.append("")
+        lines.extend(f"{k:<40}{_fmt(v, '.2f')}" for k, v in ratios.items())
+    if checks:
+        lines.append("")
+        lines.extend(f"{'PASS' if ok else 'FAIL'}  {k}" for k, ok in checks.items())
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.skip_tune and args.skip_pbtune:
+        print("nothing to run: --skip-tune and --skip-pbtune together", file=sys.stderr)
+        return 2
+    _quiet_environment()
+    import ray
+
+    cfg = build_config(args)
+    settings = {"trials": cfg.population, "slots": SLOTS, "iterations": args.iterations,
+                "epochs/iter": args.epochs, "interval": args.interval, "seed": args.seed}
+    load_before = os.getloadavg()
+    ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR)
+    rows: dict[str, dict[str, Any]] = {}
+    try:
+        if not args.skip_pbtune:
+            rows["pbtune"] = run_pbtune(cfg)
+        if not args.skip_tune:
+            keep = args.tune_num_to_keep
+            rows["tune"] = run_tune(cfg, reuse_actors=False, num_to_keep=keep)
+            if args.reuse_actors:
+                rows["tune_reuse_actors"] = run_tune(cfg, reuse_actors=True, num_to_keep=keep)
+    finally:
+        ray.shutdown()
+    ratios, checks = compare(rows)
+    print(render(rows, ratios, checks, settings))
+    if args.out is not None:
+        report = {
+            "settings": settings,
+            "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
+                        "loadavg_after": os.getloadavg()},
+            "results": rows,
+            "ratios": ratios,
+            "checks": checks,
+        }
+        args.out.write_text(json.dumps(plain(report), indent=2, default=str) + "\n")
+    return 1 if args.strict and not all(checks.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Connecting to Ray and listing its nodes.
+
+Why: every entry point (``pbtune run``, ``pbtune plan``, the engine) goes through :func:`connect`
+so that "join a cluster" versus "start a local instance" is decided in one place, and a wrong
+address ends in a one-line :class:`~pbtune.errors.UserError` within seconds instead of Ray's
+minutes of GCS retries. :func:`cluster_nodes` turns ``ray.nodes()`` into the planner's
+:class:`~pbtune.cluster.plan.NodeInfo` rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import ray
+
+from pbtune.cluster.plan import NodeInfo
+from pbtune.errors import UserError
+
+PROBE_TIMEOUT_S = 5.0  # seconds to wait for the head's GCS port before giving up
+_HEAD_MARKER = "node:__internal_head__"  # resource Ray puts on the head node only
+# Ray's built-in resources; everything else on a node is a user's custom resource.
+_BUILTIN = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
+_BUILTIN_PREFIXES = ("node:", "accelerator_type:")
+
+
+def _fix(address: str) -> str:
+    return (f"cannot connect to Ray at {address}: {{}}; start the head with ray start --head "
+            "or unset RAY_ADDRESS")
+
+
+def _probe(address: str) -> None:
+    """Fail fast when nothing listens at ``host:port`` (Ray itself retries for minutes)."""
+    target = address.split("://", 1)[-1]
+    if target == "auto":
+        return  # Ray looks up the local cluster file itself and fails quickly
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UserError(_fix(address).format("expected host:port, e.g. 10.0.0.1:6379"))
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise UserError(_fix(address).format(exc.strerror or exc)) from None
+
+
+def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None,
+            log_to_driver: bool = True) -> None:
+    """Join a running cluster, or start a local instance; a no-op if Ray is already initialised.
+
+    Args:
+        address: ``host:port`` of the head (or ``auto``/``ray://...``); None falls back to
+            ``$RAY_ADDRESS``, and without either a local instance is started.
+        num_cpus: CPUs for a *local* instance (default: all of them); ignored when joining,
+            where the cluster's ``ray start`` settings decide.
+        num_gpus: GPUs for a local instance (default: what Ray detects).
+        log_to_driver: forward worker prints to this process (kept on so workload errors show).
+
+    Raises:
+        UserError: the address is malformed or nothing Ray-like answers there.
+    """
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    quiet = {"include_dashboard": False, "log_to_driver": log_to_driver,
+             "logging_level": logging.WARNING}
+    if address is None:
+        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **quiet)
+        return
+    _probe(address)
+    try:
+        ray.init(address=address, log_to_driver=log_to_driver, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserError(_fix(address).format(first)) from None
+
+
+def node_info(raw: dict) -> NodeInfo:
+    """One ``ray.nodes()`` entry as a :class:`NodeInfo` (custom resources kept)."""
+    res = raw.get("Resources", {}) or {}
+    custom = {k: float(v) for k, v in res.items()
+              if k not in _BUILTIN and not k.startswith(_BUILTIN_PREFIXES)}
+    return NodeInfo(node_id=raw["NodeID"], ip=raw["NodeManagerAddress"],
+                    cpus=float(res.get("CPU", 0.0)), gpus=float(res.get("GPU", 0.0)),
+                    custom=custom, alive=bool(raw.get("Alive", False)),
+                    is_head=_HEAD_MARKER in res)
+
+
+def cluster_nodes() -> list[NodeInfo]:
+    """The alive nodes of the connected cluster, head first, then by IP (call connect first)."""
+    nodes = [node_info(raw) for raw in ray.nodes() if raw.get("Alive")]
+    return sorted(nodes, key=lambda n: (not n.is_head, n.ip, n.node_id))

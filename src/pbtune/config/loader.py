@@ -1,0 +1,309 @@
+"""Load an :class:`ExperimentConfig` from YAML, the environment and ``--set`` flags; resolve it.
+
+Why: a config comes from up to four places (field defaults < YAML file or the packaged quickstart
+preset < ``PBTUNE_*`` environment variables < ``--set key=value``), and a SLURM script must be able
+to change even the search space without editing a file. Whatever goes wrong, the user gets one
+:class:`~pbtune.errors.UserError` line naming the key, where it came from and the fix — never a
+pydantic dump or a traceback. :func:`load_config` needs nothing but the config; :func:`resolve`
+then checks it against the workload class (which may import torch), so ``load_config`` stays cheap.
+
+Environment: ``PBTUNE_<KEY>`` with ``__`` for nesting, key lower-cased, value parsed as YAML::
+
+    PBTUNE_STOP__MAX_ITERATIONS=50
+    PBTUNE_PARAM_SPACE__LR='{loguniform: [1e-4, 0.1]}'
+    PBTUNE_PBT__HYPERPARAM_MUTATIONS__BATCH_SIZE='[64, 128, 256]'
+
+Variables in :data:`ENV_DENYLIST` are not config (``PBTUNE_RESULTS_DIR`` is read by the CLI).
+``RAY_ADDRESS`` fills ``resources.address`` when no layer sets it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from pbtune.config.schema import (
+    ExperimentConfig,
+    Key,
+    check_keys,
+    format_error,
+    one_line,
+)
+from pbtune.errors import UserError
+
+ENV_PREFIX = "PBTUNE_"
+#: ``PBTUNE_*`` variables that are not config keys, so they are never read as one.
+ENV_DENYLIST: frozenset[str] = frozenset({"PBTUNE_RESULTS_DIR"})  # results root, read by the CLI
+PRESET = "quickstart.yaml"
+#: Keys that only make sense for the workload they were written for (they name its
+#: hyperparameters and settings); the preset's are dropped when the workload is switched.
+WORKLOAD_SPECIFIC: tuple[tuple[str, ...], ...] = (
+    ("options",),
+    ("param_space",),
+    ("pbt", "hyperparam_mutations"),
+)
+
+# PyYAML follows YAML 1.1, where ``1e-4`` (no dot) is a *string*; search spaces are full of such
+# numbers (``PBTUNE_PARAM_SPACE__LR='{loguniform: [1e-4, 0.1]}'``), so both directions also use
+# YAML 1.2's float syntax. Still safe loaders: no Python objects are ever constructed.
+_FLOAT_1_2 = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+for _cls in (_Loader, _Dumper):
+    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789"))
+
+
+def _yaml_load(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # safe: _Loader is a SafeLoader subclass
+
+
+_TYPE_NAMES = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> ExperimentConfig:
+    """Build a validated (not yet resolved) config from file, environment and overrides.
+
+    Args:
+        path: a YAML file; ``None`` → the packaged quickstart preset. When the preset is used and
+            a later layer switches ``workload``, the preset's digits-specific ``options``,
+            ``param_space`` and ``pbt.hyperparam_mutations`` are dropped, so the new workload's
+            defaults apply instead of failing on hyperparameters it does not have.
+        overrides: ``"dotted.key=value"`` strings (``--set``), values parsed as YAML, applied last.
+            A mapping value replaces the key's whole value (``param_space={lr: 0.1}``).
+        env: the environment to read ``PBTUNE_*`` and ``RAY_ADDRESS`` from (default
+            ``os.environ``; pass ``{}`` to ignore it, as benchmarks and tests do).
+
+    Raises:
+        UserError: one line naming the problem, the key, where it came from, and the fix.
+    """
+    env = os.environ if env is None else env
+    raw, label = _read_file(path)
+    sources: dict[Key, str] = {}
+    _record_sources(raw, (), label, sources)
+    updates = _env_updates(env) + _override_updates(overrides)
+    if path is None:
+        preset_workload = raw.get("workload")
+        final = next((v for k, v, _ in reversed(updates) if k == ("workload",)), preset_workload)
+        if final != preset_workload:
+            for key in WORKLOAD_SPECIFIC:
+                _delete(raw, key, sources)
+    for key, value, source in updates:
+        _assign(raw, key, value, source, sources)
+    address = env.get("RAY_ADDRESS")
+    if address and _lookup(raw, ("resources", "address")) is None:
+        _assign(raw, ("resources", "address"), address, "env RAY_ADDRESS", sources)
+    check_keys(raw, (), sources)
+    return validate(raw, sources)
+
+
+def validate(data: Mapping[str, Any], sources: Mapping[Key, str] | None = None) -> ExperimentConfig:
+    """``ExperimentConfig.model_validate`` with pydantic's errors turned into one UserError line."""
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise UserError(format_error(exc, sources or {})) from None
+
+
+def dump_yaml(cfg: ExperimentConfig) -> str:
+    """Plain YAML of the config (every default filled in); ``load_config`` reads it back equal."""
+    data = cfg.model_dump(mode="json")
+    return yaml.dump(
+        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=None
+    )
+
+
+def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Check ``cfg`` against its workload and fill in what the workload decides.
+
+    Fills ``metric`` and ``mode``; merges ``options``, ``param_space`` and
+    ``pbt.hyperparam_mutations`` over the workload's defaults (a ``null`` mutation removes a
+    default one, so a hyperparameter can be frozen); parses every domain spec; imports
+    ``pbt.custom_explore_fn``. Idempotent.
+
+    Raises:
+        UserError: unknown workload, metric, hyperparameter or option; bad domain spec;
+            unimportable explore function.
+    """
+    from pbtune.pbt import load_callable, parse_space
+    from pbtune.workloads.registry import get
+
+    cls = get(cfg.workload)  # an unknown workload's UserError names the valid ones
+    where = f"workload {cfg.workload}"
+    metrics = dict(cls.metrics)
+    metric = cfg.metric or cls.default_metric or next(iter(metrics), "")
+    if metric not in metrics:
+        raise UserError(
+            f"metric {metric!r} is not reported by {where}; valid: {', '.join(metrics)} "
+            "(set metric to one of them)"
+        )
+    _check_names("options", cfg.options, list(cls.default_options), f"a setting of {where}")
+    valid = list(cls.hyperparameters)
+    hyper = f"a hyperparameter of {cfg.workload}"
+    _check_names("param_space", cfg.param_space, valid, hyper)
+    _check_names("pbt.hyperparam_mutations", cfg.pbt.hyperparam_mutations, valid, hyper)
+    param_space = {**cls.default_param_space, **cfg.param_space}
+    mutations = {**cls.default_mutations, **cfg.pbt.hyperparam_mutations}
+    mutations = {k: v for k, v in mutations.items() if v is not None}
+    try:
+        parse_space(param_space, prefix="param_space")
+        parse_space(mutations, prefix="pbt.hyperparam_mutations")
+        if cfg.pbt.custom_explore_fn:
+            load_callable(cfg.pbt.custom_explore_fn, name="pbt.custom_explore_fn")
+    except ValueError as exc:
+        raise UserError(one_line(f"config error: {exc}")) from None
+    if cfg.pbt.enabled and not mutations and not cfg.pbt.custom_explore_fn:
+        raise UserError(
+            f"pbt.hyperparam_mutations is empty for {where}: PBT would have nothing to explore; "
+            "list mutations, set pbt.custom_explore_fn, or set pbt.enabled=false"
+        )
+    data = cfg.model_dump()
+    data.update(
+        metric=metric,
+        mode=cfg.mode or metrics[metric],
+        options={**cls.default_options, **cfg.options},
+        param_space=param_space,
+    )
+    data["pbt"]["hyperparam_mutations"] = mutations
+    return validate(data)
+
+
+def _check_names(section: str, given: Mapping[str, Any], valid: list[str], what: str) -> None:
+    for key in given:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), valid, n=1)
+            hint = f" — did you mean {close[0]!r}?" if close else ""
+            raise UserError(
+                f"{section} key {key!r} is not {what}{hint}; valid: {', '.join(valid) or '(none)'}"
+            )
+
+
+def _read_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
+    """The file's top-level mapping and a label for messages."""
+    if path is None:
+        label = f"preset {Path(PRESET).stem}"
+        text = importlib.resources.files("pbtune").joinpath("presets", PRESET).read_text("utf-8")
+    else:
+        label = f"config file {path}"
+        file = Path(path).expanduser()
+        if not file.exists():
+            raise UserError(f"{label} not found; check the path, or give none for the quickstart")
+        if not file.is_file():
+            raise UserError(f"{label} is not a file; give the path of a YAML file")
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(one_line(f"cannot read {label}: {exc}")) from None
+    try:
+        data = _yaml_load(text)
+    except yaml.YAMLError as exc:
+        raise UserError(_yaml_problem(label, exc, "fix the YAML syntax")) from None
+    if data is None:
+        return {}, label  # an empty file is all defaults
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{label}: the top level must be a mapping of config keys (workload: ..., "
+            f"population: ...), got a {_TYPE_NAMES.get(type(data), type(data).__name__)}"
+        )
+    return data, label
+
+
+def _yaml_problem(where: str, exc: yaml.YAMLError, fix: str) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return one_line(f"{where}: invalid YAML{at}: {problem}; {fix}")
+
+
+def _parse_value(text: str, where: str) -> Any:
+    try:
+        return _yaml_load(text)
+    except yaml.YAMLError as exc:
+        fix = "quote strings, write mappings as {k: v}"
+        raise UserError(_yaml_problem(where, exc, fix)) from None
+
+
+def _env_updates(env: Mapping[str, str]) -> list[tuple[Key, Any, str]]:
+    updates = []
+    for name, text in env.items():
+        if not name.startswith(ENV_PREFIX) or name in ENV_DENYLIST:
+            continue
+        key = tuple(name[len(ENV_PREFIX) :].lower().split("__"))
+        if not all(key):
+            raise UserError(
+                f"environment variable {name}: empty key part; write PBTUNE_<SECTION>__<KEY>, "
+                "e.g. PBTUNE_STOP__MAX_ITERATIONS=50"
+            )
+        updates.append((key, _parse_value(text, f"environment variable {name}"), f"env {name}"))
+    # Parents first, so PBTUNE_PBT='{...}' never wipes out PBTUNE_PBT__BURN_IN.
+    return sorted(updates, key=lambda u: (len(u[0]), u[2]))
+
+
+def _override_updates(overrides: Sequence[str]) -> list[tuple[Key, Any, str]]:
+    updates = []
+    for item in overrides:
+        dotted, sep, text = item.partition("=")
+        key = tuple(part.strip() for part in dotted.split("."))
+        if not sep or not all(key):
+            raise UserError(
+                f"--set {item!r}: expected KEY=VALUE with a dotted key, "
+                "e.g. --set pbt.perturbation_interval=4"
+            )
+        updates.append((key, _parse_value(text, f"--set {dotted.strip()}"), f"--set {item}"))
+    return updates
+
+
+def _record_sources(data: Any, prefix: Key, label: str, sources: dict[Key, str]) -> None:
+    sources[prefix] = label
+    if isinstance(data, Mapping):
+        for k, v in data.items():
+            _record_sources(v, (*prefix, str(k)), label, sources)
+
+
+def _lookup(data: Any, key: Key) -> Any:
+    for part in key:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(part)
+    return data
+
+
+def _delete(data: dict[str, Any], key: Key, sources: dict[Key, str]) -> None:
+    parent = _lookup(data, key[:-1])
+    if isinstance(parent, dict):
+        parent.pop(key[-1], None)
+    for known in [k for k in sources if k[: len(key)] == key]:
+        del sources[known]
+
+
+def _assign(
+    data: dict[str, Any], key: Key, value: Any, source: str, sources: dict[Key, str]
+) -> None:
+    """Set ``data[key]`` (creating sections; a non-mapping on the way is replaced)."""
+    for part in key[:-1]:
+        if not isinstance(data.get(part), dict):
+            data[part] = {}
+        data = data[part]
+    data[key[-1]] = value
+    for known in [k for k in sources if k[: len(key)] == key]:
+        del sources[known]
+    _record_sources(value, key, source, sources)

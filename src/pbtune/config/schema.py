@@ -1,0 +1,288 @@
+"""The experiment configuration schema (pydantic v2): every key, its default, unit and range.
+
+Why: a config is read once, before any Ray worker starts, so every mistake a YAML file, an
+environment variable or a ``--set`` flag can hold must be caught here and reported in one line.
+Models are frozen (a run cannot change its own config half-way) and forbid unknown keys (a typo
+must never be silently ignored). Checks that need the workload class (metric names,
+hyperparameter names) live in :func:`pbtune.config.loader.resolve`; everything that can be decided
+from the config alone lives here, with the helpers that turn schema violations (unknown keys,
+pydantic's ``ValidationError``) into one-line messages.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from pbtune.errors import UserError
+
+#: A dotted config key as a tuple: ``("pbt", "quantile_fraction")``.
+Key = tuple[str, ...]
+
+
+def _reject_bool(value: Any) -> Any:
+    # pydantic's lax mode turns ``true`` into 1; ``population: true`` is a typo, not a number.
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {str(value).lower()}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_reject_bool)]
+Float = Annotated[float, BeforeValidator(_reject_bool)]
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class PBTConfig(_Model):
+    """How the population is exploited and explored (Ray's ``PopulationBasedTraining`` knobs)."""
+
+    enabled: bool = True  # False → plain random search over param_space
+    perturbation_interval: Int = Field(4, gt=0)  # iterations between exploit/explore steps
+    burn_in: Int = Field(0, ge=0)  # iterations before the first perturbation
+    quantile_fraction: Float = 0.25  # bottom fraction copies from the top fraction, in (0, 0.5]
+    resample_probability: Float = Field(0.25, ge=0, le=1)  # chance to resample instead of perturb
+    perturbation_factors: tuple[Float, Float] = (1.2, 0.8)  # multipliers for continuous values
+    hyperparam_mutations: dict[str, Any] = {}  # default: the workload's default_mutations
+    custom_explore_fn: str | None = None  # "module:function", applied after the built-in explore
+    clip: bool = True  # clip perturbed values to the declared bounds (Ray does not)
+
+    @field_validator("quantile_fraction")
+    @classmethod
+    def _quantile(cls, value: float) -> float:
+        if not 0 < value <= 0.5:
+            raise ValueError("must be in (0, 0.5] (the top and bottom quantiles cannot overlap)")
+        return value
+
+    @field_validator("perturbation_factors", mode="before")
+    @classmethod
+    def _two_factors(cls, value: Any) -> Any:
+        # pydantic would say "field required" at index 1, which does not tell what is wanted.
+        if not isinstance(value, list | tuple) or len(value) != 2:
+            raise ValueError("must be two factors [up, down], e.g. [1.2, 0.8]")
+        return value
+
+    @field_validator("perturbation_factors")
+    @classmethod
+    def _factors(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if min(value) <= 0:
+            raise ValueError("both factors must be > 0, e.g. [1.2, 0.8]")
+        return value
+
+    @field_validator("custom_explore_fn")
+    @classmethod
+    def _explore_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("give 'package.module:function' or null")
+        return value
+
+
+class StopConfig(_Model):
+    """When trials and the experiment end."""
+
+    max_iterations: Int = Field(1000, gt=0)  # STOP_ITER: iterations per trial
+    # STOP_ACC: the experiment stops once any trial reaches it (>= in max mode, <= in min mode).
+    metric_threshold: Float | None = 0.8
+    time_budget_s: Float | None = Field(None, gt=0)  # seconds of wall time for the experiment
+
+
+class ResourceConfig(_Model):
+    """Where trials run and how much of each node they may take."""
+
+    address: str | None = None  # Ray address; None → $RAY_ADDRESS, else a local Ray instance
+    slots: Int | None = Field(None, gt=0)  # concurrent workers; None = as many as fit
+    cpus_per_trial: Float = Field(1.0, gt=0)  # CPUs per worker
+    gpus_per_trial: Float = Field(0.0, ge=0)  # GPUs per worker; fractions share a GPU
+    reserve_cpus: Float = Field(1.0, ge=0)  # CPUs per node left to Ray itself (Csys)
+    # RESOURCE_ALLOCATION: node IP → {"CPU": n, "GPU": m} caps on what pbtune may use there.
+    resource_allocation: dict[str, dict[str, Float]] = {}
+
+    @field_validator("resource_allocation")
+    @classmethod
+    def _allocation(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for node, caps in value.items():
+            for key, amount in caps.items():
+                if key not in ("CPU", "GPU"):
+                    raise ValueError(f"node {node}: key {key!r} is not a resource; use CPU or GPU")
+                if amount < 0:
+                    raise ValueError(f"node {node}: {key} = {amount} must be >= 0")
+        return value
+
+
+class ExperimentConfig(_Model):
+    """One experiment: the workload, its search space, PBT settings, stopping and resources."""
+
+    name: str = "pbtune"  # results go to results/<name>/<run-id>/
+    workload: str = "digits-cnn"  # registry name, path/to/file.py:Class or package.module:Class
+    options: dict[str, Any] = {}  # fixed workload settings over the workload's default_options
+    metric: str | None = None  # None → the workload's default_metric
+    mode: Literal["max", "min"] | None = None  # None → the workload's mode for ``metric``
+    seed: Int = 0  # seeds initial sampling, PBT decisions and the trials' own seeds
+    population: Int = Field(20, ge=1)  # HYPER_NUM: trials
+    param_space: dict[str, Any] = {}  # initial sampling over the workload's default_param_space
+    pbt: PBTConfig = PBTConfig()
+    stop: StopConfig = StopConfig()
+    resources: ResourceConfig = ResourceConfig()
+    checkpoint_interval: Int = Field(50, gt=0)  # INTERVAL_CHECK: iterations between checkpoints
+    report_interval: Float = Field(300.0, gt=0)  # INTERVAL_REPORT: seconds between text reports
+    scheduling: Literal["affinity", "fifo", "speed-aware"] = "affinity"
+    engine: Literal["native", "tune"] = "native"
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        # It becomes a directory: no separators, no leading dot or dash, nothing a shell mangles.
+        if not _SAFE_NAME.match(value):
+            raise ValueError(
+                "must be a directory name of letters, digits, '.', '_' or '-' (at most 100, "
+                "not starting with '.' or '-')"
+            )
+        return value
+
+    @field_validator("workload")
+    @classmethod
+    def _workload(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("give a registered name (see `pbtune workloads`) or file.py:Class")
+        return value
+
+    @model_validator(mode="after")
+    def _pbt_can_happen(self) -> ExperimentConfig:
+        # A PBT run that can never perturb is a random search the user did not ask for.
+        if not self.pbt.enabled:
+            return self
+        if self.population < 2:
+            raise ValueError(
+                f"population = {self.population}: PBT needs at least 2 trials to exploit; "
+                "raise population or set pbt.enabled=false"
+            )
+        stop_at = self.stop.max_iterations
+        if self.pbt.perturbation_interval > stop_at:
+            raise ValueError(
+                f"pbt.perturbation_interval = {self.pbt.perturbation_interval} is larger than "
+                f"stop.max_iterations = {stop_at}, so no perturbation would ever happen; lower "
+                "pbt.perturbation_interval, raise stop.max_iterations or set pbt.enabled=false"
+            )
+        if self.pbt.burn_in > stop_at:
+            raise ValueError(
+                f"pbt.burn_in = {self.pbt.burn_in} is larger than stop.max_iterations = "
+                f"{stop_at}, so no perturbation would ever happen; lower pbt.burn_in"
+            )
+        return self
+
+
+def section_fields(path: tuple[str, ...]) -> dict[str, Any] | None:
+    """Field name → field info of the model at ``path`` (``()`` = top level), or None.
+
+    ``None`` means the value at ``path`` is free-form (a plain dict such as ``param_space``) or a
+    scalar, so keys below it are not checked against the schema.
+    """
+    model: type[BaseModel] = ExperimentConfig
+    for part in path:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return dict(model.model_fields)
+
+
+def all_keys(prefix: tuple[str, ...] = ()) -> list[str]:
+    """Every dotted key of the schema (``pbt.quantile_fraction``), for did-you-mean suggestions."""
+    fields = section_fields(prefix) or {}
+    keys = []
+    for name in fields:
+        path = (*prefix, name)
+        keys.append(".".join(path))
+        if section_fields(path) is not None:
+            keys.extend(all_keys(path))
+    return keys
+
+
+def describe_source(key: Key, sources: Mapping[Key, str]) -> str:
+    """`` (from --set pbt.burn_in=4)``: the layer that set ``key`` or its nearest parent."""
+    for n in range(len(key), 0, -1):
+        if key[:n] in sources:
+            return f" (from {sources[key[:n]]})"
+    return ""
+
+
+def check_keys(data: Any, prefix: Key, sources: Mapping[Key, str]) -> None:
+    """Reject unknown keys with a did-you-mean; pydantic alone would only say "extra input"."""
+    fields = section_fields(prefix)
+    if fields is None or not isinstance(data, Mapping):
+        return
+    for raw_key, value in data.items():
+        name = str(raw_key)
+        key = (*prefix, name)
+        if name in fields:
+            check_keys(value, key, sources)
+            continue
+        dotted = ".".join(key)
+        close = difflib.get_close_matches(name, list(fields), n=1)
+        everywhere = all_keys()
+        same_leaf = [k for k in everywhere if k.rsplit(".", 1)[-1] == name]
+        # The same key in another section (``perturbation_interval`` at the top level) is a
+        # better guess than a similar-looking sibling (``report_interval``).
+        guess = (
+            same_leaf[0] if same_leaf
+            else ".".join((*prefix, close[0])) if close
+            else next(iter(difflib.get_close_matches(dotted, everywhere, n=1, cutoff=0.75)), None)
+        )
+        hint = f" — did you mean {guess!r}?" if guess else ""
+        section = ".".join(prefix) or "top-level"
+        raise UserError(
+            f"unknown config key {dotted!r}{describe_source(key, sources)}{hint} "
+            f"(valid {section} keys: {', '.join(fields)})"
+        )
+
+
+def format_error(exc: ValidationError, sources: Mapping[Key, str]) -> str:
+    """The first of pydantic's errors as ``config error: key = value: problem (from source)``."""
+    errors = exc.errors()
+    err = errors[0]
+    loc = [p for p in err["loc"] if p != "[key]"]
+    key = tuple(str(p) for p in loc)
+    dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".")
+    msg = err["msg"]
+    if err["type"] == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    elif err["type"] in ("dict_type", "model_type", "model_attributes_type"):
+        msg = "must be a mapping"
+    else:
+        msg = msg[:1].lower() + msg[1:]
+    more = len({tuple(e["loc"]) for e in errors}) - 1
+    tail = f" (and {more} more)" if more > 0 else ""
+    if not key:  # a cross-field check: its message names the keys itself
+        return one_line(f"config error: {msg}{tail}")
+    value = _show(err["input"])
+    return one_line(f"config error: {dotted} = {value}: {msg}{describe_source(key, sources)}{tail}")
+
+
+def _show(value: Any) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def one_line(text: str) -> str:
+    """Collapse whitespace: a UserError is printed as a single ``error: ...`` line."""
+    return " ".join(text.split())

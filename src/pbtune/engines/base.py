@@ -1,0 +1,90 @@
+"""What every engine shares: the trial record and the callback protocol (no Ray imports here).
+
+Why: engines decide and execute; results writers, the live status table and the journal only
+*observe*. Engines emit events to :class:`Callback` objects the CLI wires in, so the outer layers
+(results, reporting) never reach into an engine, and a new engine gets every sink for free.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+PENDING, RUNNING, PAUSED, TERMINATED, ERROR = "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR"
+
+
+@dataclass
+class Trial:
+    """One population member: its hyperparameters, progress and where its live state is.
+
+    Attributes:
+        trial_id: stable id (``t000``, ``t001``, ...).
+        config: current hyperparameters (changed by explore).
+        seed: seeds the trial's model init and data order.
+        iteration: training iterations completed.
+        status: one of PENDING, RUNNING, PAUSED, TERMINATED, ERROR.
+        worker: index of the worker holding the live workload, or None.
+        scores: iteration → metric value (ranking at equal progress reads this).
+        pending_state: a state (ObjectRef) to load before the next segment (exploit or move).
+        include_rng: whether ``pending_state`` brings its RNG (False on exploit).
+        compute_s: seconds inside train + evaluate, summed over segments.
+        exploits: times this trial copied a donor.
+        error: the last error message (with traceback for exceptions).
+        last_result: the latest result row.
+    """
+
+    trial_id: str
+    config: dict[str, Any]
+    seed: int
+    iteration: int = 0
+    status: str = PENDING
+    worker: int | None = None
+    scores: dict[int, float] = field(default_factory=dict)
+    pending_state: Any = None
+    include_rng: bool = True
+    compute_s: float = 0.0
+    exploits: int = 0
+    error: str | None = None
+    last_result: dict[str, Any] = field(default_factory=dict)
+
+
+class Callback:
+    """Observer of a run. Every hook has a no-op default; override what you need."""
+
+    def on_start(self, info: dict[str, Any]) -> None:
+        """The run starts: ``info`` has run settings, workers (index, node, ip) and the trials."""
+
+    def on_trial_start(self, trial: Trial) -> None:
+        """A trial is created with its initial config."""
+
+    def on_result(self, trial: Trial, row: dict[str, Any]) -> None:
+        """One iteration's metrics; ``row`` has ``iteration``, metrics, ``config``, ``worker``, ``node``."""
+
+    def on_segment(self, trial: Trial, worker: int, start_s: float, end_s: float) -> None:
+        """A trial ran on ``worker`` from ``start_s`` to ``end_s`` (seconds since the run started)."""
+
+    def on_exploit(self, decision: Any) -> None:
+        """A PBT decision (``pbtune.pbt.Decision``): target copied donor and explored."""
+
+    def on_trial_end(self, trial: Trial) -> None:
+        """A trial reached TERMINATED or ERROR."""
+
+    def on_end(self, summary: dict[str, Any], best_state: dict[str, Any] | None) -> None:
+        """The run ended; ``best_state`` is the best trial's state at its best iteration."""
+
+
+def is_better(value: float, reference: float | None, mode: str) -> bool:
+    """Whether ``value`` beats ``reference`` under ``mode`` (non-finite never wins)."""
+    if not math.isfinite(value):
+        return False
+    if reference is None or not math.isfinite(reference):
+        return True
+    return value > reference if mode == "max" else value < reference
+
+
+def reached(value: float, threshold: float | None, mode: str) -> bool:
+    """Whether ``value`` meets a stopping threshold under ``mode``."""
+    if threshold is None or not math.isfinite(value):
+        return False
+    return value >= threshold if mode == "max" else value <= threshold

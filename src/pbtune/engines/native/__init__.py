@@ -1,0 +1,1 @@
+"""The native engine: persistent Ray workers, trials as data."""

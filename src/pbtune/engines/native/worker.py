@@ -1,0 +1,182 @@
+"""The persistent worker actor of the native engine.
+
+Why: Ray Tune's PBT keeps one actor per trial and, when the population exceeds the slots, pauses a
+trial by checkpointing it to storage and stopping its actor. Here a worker is created once per
+resource slot and trials are *data*: the worker keeps the live workload objects of the trials it
+ran last, so continuing a trial costs nothing, and a trial that moves (work stealing, exploit) moves
+as a state dict through Ray's object store, never through a file on disk.
+
+A worker is a plain single-threaded actor, so tasks one caller submits run in submission order: the
+driver relies on that when it asks for a donor's state and then submits the donor's next segment.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+import traceback
+from collections.abc import Mapping
+from typing import Any
+
+import ray
+
+from pbtune.engines.base import is_better, reached
+
+
+@ray.remote
+class StopSignal:
+    """A tiny flag workers poll between iterations so a run can stop mid-segment (threshold, Ctrl-C)."""
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+class Worker:
+    """Runs segments of trials on one resource slot; holds the live workloads of its trials.
+
+    Args:
+        workload: registry name or ``file.py:Class`` spec of the workload.
+        options: fixed workload options (resolved config ``options``).
+        data: the node-shared data (an ObjectRef passed at top level is resolved by Ray, so numpy
+            arrays arrive as zero-copy views into the object store).
+        index: the worker's slot number (for logs and the timeline).
+        device: torch device for this worker (``"cpu"`` or ``"cuda"``).
+        threads: torch intra-op threads (1 per CPU of the slot; None leaves torch's default).
+        signal: the run's :class:`StopSignal` handle.
+    """
+
+    def __init__(
+        self,
+        workload: str,
+        options: Mapping[str, Any],
+        data: Any,
+        index: int,
+        device: str = "cpu",
+        threads: int | None = None,
+        signal: Any = None,
+    ) -> None:
+        from pbtune.workloads import get
+
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.cls = get(workload)
+        self.options = dict(options)
+        self.data = data
+        self.index = index
+        self.device = device
+        self.signal = signal
+        self.trials: dict[str, Any] = {}  # trial id → live workload object
+
+    def info(self) -> dict[str, Any]:
+        """Where this worker runs (for the status table and the timeline)."""
+        ctx = ray.get_runtime_context()
+        return {
+            "index": self.index,
+            "node_id": ctx.get_node_id(),
+            "ip": ray.util.get_node_ip_address(),
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+
+    def holds(self) -> list[str]:
+        return sorted(self.trials)
+
+    def export_state(self, trial_id: str, drop: bool = False) -> dict[str, Any]:
+        """The trial's full current state (CPU tensors); ``drop`` forgets it here (the trial moves)."""
+        workload = self.trials.pop(trial_id) if drop else self.trials[trial_id]
+        return workload.get_state()
+
+    def drop(self, trial_id: str) -> None:
+        self.trials.pop(trial_id, None)
+
+    @ray.method(num_returns=2)
+    def run(
+        self,
+        trial_id: str,
+        config: Mapping[str, Any],
+        seed: int,
+        target_iteration: int,
+        *,
+        state: Mapping[str, Any] | None = None,
+        include_rng: bool = True,
+        metric: str,
+        mode: str,
+        threshold: float | None = None,
+        best_so_far: float | None = None,
+        deadline: float | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Train one trial up to ``target_iteration``, evaluating after every iteration.
+
+        Stops early when the trial's metric reaches ``threshold``, its loss or metric stops being
+        finite, the wall clock passes ``deadline`` (epoch seconds) or the run's stop signal is set.
+
+        Returns:
+            ``(result, best_state)``: ``result`` has ``rows`` (one dict per iteration), ``compute_s``
+            (seconds inside train + evaluate), ``iteration``, ``status`` (``"ok"``, ``"error"``) and
+            ``error``; ``best_state`` is the trial's state at its iteration that beat ``best_so_far``
+            (latest such), else ``None``. The engine returns it as a second object so the driver
+            keeps only a reference to it.
+        """
+        rows: list[dict[str, Any]] = []
+        compute_s = 0.0
+        best_state = None
+        best_iteration = None
+        try:
+            workload = self.trials.get(trial_id)
+            if workload is None:
+                workload = self.cls(config, data=self.data, options=self.options, seed=seed,
+                                    device=self.device)
+                self.trials[trial_id] = workload
+            if state is not None:
+                workload.set_state(state, include_rng=include_rng)
+            if dict(workload.config) != dict(config):
+                workload.apply_hyperparameters(config)
+            while workload.iteration < target_iteration:
+                start = time.perf_counter()
+                train_metrics = workload.train(1)
+                eval_metrics = workload.evaluate()
+                elapsed = time.perf_counter() - start
+                compute_s += elapsed
+                row = {f"train_{k}" if not k.startswith("train_") else k: v
+                       for k, v in train_metrics.items()}
+                row.update(eval_metrics)
+                row.update(iteration=workload.iteration, time_this_iter_s=elapsed,
+                           timestamp=time.time())
+                rows.append(row)
+                value = float(eval_metrics[metric])
+                losses = [float(v) for k, v in row.items() if k.endswith("loss")]
+                if not math.isfinite(value) or not all(math.isfinite(v) for v in losses):
+                    return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
+                             "status": "error",
+                             "error": f"non-finite metric or loss at iteration "
+                                      f"{workload.iteration}: {metric}={value}, losses={losses}"},
+                            None)
+                if is_better(value, best_so_far, mode):
+                    best_so_far = value
+                    best_state = workload.get_state()
+                    best_iteration = workload.iteration
+                if reached(value, threshold, mode):
+                    break
+                if deadline is not None and time.time() >= deadline:
+                    break
+                if self.signal is not None and ray.get(self.signal.is_set.remote()):
+                    break
+            return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
+                     "status": "ok", "error": None, "best_iteration": best_iteration}, best_state)
+        except Exception as exc:  # user code failed: the trial errors, the run goes on
+            self.trials.pop(trial_id, None)
+            return ({"rows": rows, "compute_s": compute_s, "iteration": None, "status": "error",
+                     "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}, None)
+
+
+RemoteWorker = ray.remote(Worker)

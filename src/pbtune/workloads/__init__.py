@@ -1,0 +1,15 @@
+"""Workloads: model + data + train/eval step, engine-agnostic (no Ray here).
+
+Importing this package registers the built-in workloads.
+"""
+
+from __future__ import annotations
+
+from pbtune.workloads.base import Workload
+from pbtune.workloads.registry import create, get, list_workloads, register
+
+# Built-in workloads register themselves on import.
+from pbtune.workloads import digits  # noqa: F401  isort: skip
+from pbtune.workloads import vision  # noqa: F401  isort: skip
+
+__all__ = ["Workload", "create", "get", "list_workloads", "register"]

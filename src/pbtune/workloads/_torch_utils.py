@@ -1,0 +1,154 @@
+"""Small helpers shared by the torch workloads (digits, vision, ...).
+
+Why: every torch workload must do the same few delicate things the same way, or PBT silently
+breaks: seed model initialisation without disturbing the process-global RNG (workers build many
+trials in one process, in an order that depends on scheduling), own a private data-order stream
+whose state travels with the checkpoint, change optimiser hyperparameters *in place* (rebuilding
+an optimiser would drop its momentum buffers on every explore), and hand out states made of CPU
+tensors that are copies (a state goes through Ray's object store or to disk, and must not alias
+the live model that keeps training). The names here are a stable API for all workloads.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+__all__ = [
+    "configure_threads",
+    "generator_state",
+    "is_finite",
+    "optimizer_state_to_device",
+    "restore_generator",
+    "seeded_generator",
+    "seeded_init",
+    "set_param_groups",
+    "state_to_cpu",
+]
+
+
+def seeded_generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A private ``torch.Generator`` seeded with ``seed``.
+
+    Why: data shuffling (and any other per-trial randomness) must come from a stream the workload
+    owns, so its state can be captured in ``get_state`` and is unaffected by other trials sharing
+    the process. Use a CPU generator for ``torch.randperm`` of CPU index tensors.
+    """
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed))
+    return gen
+
+
+@contextmanager
+def seeded_init(seed: int) -> Iterator[None]:
+    """Run a block (typically model construction) with the global CPU RNG seeded by ``seed``.
+
+    Why: ``nn.Module`` constructors draw their initial weights from the global RNG. Forking it
+    makes the weights a function of ``seed`` alone and restores the global state afterwards, so
+    building trial B never depends on whether trial A was built first.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def generator_state(generator: torch.Generator) -> torch.Tensor:
+    """A CPU copy of ``generator``'s state (a uint8 tensor), safe to pickle and to keep."""
+    return generator.get_state().detach().to("cpu", copy=True)
+
+
+def restore_generator(generator: torch.Generator, state: torch.Tensor) -> None:
+    """Restore a state from :func:`generator_state` into ``generator`` (copied, not aliased)."""
+    generator.set_state(state.detach().to("cpu", dtype=torch.uint8, copy=True))
+
+
+def set_param_groups(optimizer: torch.optim.Optimizer, **values: float) -> None:
+    """Set hyperparameters (``lr=..., momentum=..., weight_decay=...``) on every param group.
+
+    Why: in place, so the optimiser object and its state (momentum buffers, Adam moments) survive
+    PBT's explore step. A key the optimiser's groups do not have raises ``KeyError`` naming the
+    keys they do have (e.g. ``momentum`` on Adam), instead of being silently added and ignored.
+    Tensor-valued entries (``capturable``/``fused`` optimisers) are updated with ``fill_``.
+    """
+    for group in optimizer.param_groups:
+        for key, value in values.items():
+            if key not in group:
+                valid = sorted(k for k in group if k != "params")
+                raise KeyError(
+                    f"{type(optimizer).__name__} param groups have no {key!r}; valid: {valid}"
+                )
+            if isinstance(group[key], torch.Tensor):
+                group[key].fill_(value)
+            else:
+                group[key] = value
+
+
+def state_to_cpu(obj: Any) -> Any:
+    """Deep copy of ``obj`` with every tensor detached, copied and moved to CPU.
+
+    Recurses into dicts (``OrderedDict`` kept), lists and tuples; other leaves are deep-copied.
+    Why: a state must never alias the live model (it would change under the next ``train``) and
+    must be CPU-only to travel through the object store or be loaded on a CPU-only node.
+    """
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, OrderedDict):
+        return OrderedDict((k, state_to_cpu(v)) for k, v in obj.items())
+    if isinstance(obj, dict):
+        return {k: state_to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [state_to_cpu(v) for v in obj]
+    if isinstance(obj, tuple):
+        items = [state_to_cpu(v) for v in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
+    return copy.deepcopy(obj)
+
+
+def optimizer_state_to_device(optimizer: torch.optim.Optimizer, device: str | torch.device) -> None:
+    """Move a live optimiser's per-parameter state tensors to ``device``, in place.
+
+    Why: after ``model.to(device)`` the optimiser's buffers must follow their parameters. The
+    ``step`` counters of non-capturable, non-fused optimisers (Adam family) stay on CPU, since
+    torch requires them there.
+    """
+    target = torch.device(device)
+    for group in optimizer.param_groups:
+        keep_step_on_cpu = not (group.get("capturable") or group.get("fused"))
+        for param in group["params"]:
+            state = optimizer.state.get(param)
+            if not state:
+                continue
+            for key, value in state.items():
+                if not isinstance(value, torch.Tensor):
+                    continue
+                if key == "step" and keep_step_on_cpu:
+                    continue
+                state[key] = value.to(target)
+
+
+def configure_threads(threads: int | None) -> int:
+    """Set torch's intra-op thread count; ``None`` leaves it alone. Returns the count in effect.
+
+    Why: a worker slot with one CPU must not run a 16-thread matmul pool (oversubscription makes
+    every trial on the node slower). Note the setting is process-wide.
+    """
+    if threads is not None:
+        threads = int(threads)
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1 or None, got {threads}")
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def is_finite(x: float | torch.Tensor) -> bool:
+    """Whether a scalar (float or one-element tensor) is finite (not NaN, not ±inf)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().item()
+    return math.isfinite(float(x))

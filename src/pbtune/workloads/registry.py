@@ -1,0 +1,139 @@
+"""Workload registry: ``register`` / ``create`` / ``list_workloads`` / ``get``.
+
+Why: the CLI, config validation and contract tests all look workloads up by name; an unknown name
+must fail with the list of valid ones. ``get`` also accepts a user's own class as
+``path/to/file.py:ClassName`` or ``package.module:ClassName`` (bring your own workload), checked
+against the interface so a missing method is named instead of failing mid-run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pbtune.errors import UserError
+from pbtune.workloads.base import Workload, missing_methods
+
+W = TypeVar("W", bound=type[Workload])
+
+_REGISTRY: dict[str, type[Workload]] = {}
+
+
+def register(name: str | None = None) -> Callable[[W], W]:
+    """Class decorator recording a workload under ``name`` (default: the class's ``name``)."""
+
+    def deco(cls: W) -> W:
+        key = name or cls.name
+        if not key:
+            raise ValueError(f"workload class {cls.__qualname__} has no name")
+        if key in _REGISTRY and _REGISTRY[key] is not cls:
+            raise ValueError(f"workload {key!r} is already registered by {_REGISTRY[key]!r}")
+        cls.name = key
+        _REGISTRY[key] = cls
+        return cls
+
+    return deco
+
+
+def list_workloads() -> list[str]:
+    """Registered workload names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def _load_from_path(spec: str) -> type:
+    target, _, cls_name = spec.rpartition(":")
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target).expanduser()
+        if not path.is_file():
+            raise UserError(f"workload file {path} does not exist; pass path/to/file.py:ClassName")
+        mod_name = f"pbtune_user_{path.stem}_{abs(hash(path.resolve()))}"
+        mod_spec = importlib.util.spec_from_file_location(mod_name, path)
+        if mod_spec is None or mod_spec.loader is None:
+            raise UserError(f"cannot import workload file {path}")
+        module = importlib.util.module_from_spec(mod_spec)
+        sys.modules[mod_name] = module
+        try:
+            mod_spec.loader.exec_module(module)
+        except Exception as exc:  # user code: report, do not crash with a traceback
+            raise UserError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise UserError(
+                f"cannot import module {target!r} for workload {spec!r}: {exc}; "
+                "check the module is on PYTHONPATH or pass path/to/file.py:ClassName"
+            ) from exc
+    cls = getattr(module, cls_name, None)
+    if cls is None:
+        raise UserError(f"{target} has no class {cls_name!r} (workload {spec!r})")
+    return cls
+
+
+def validate_workload_class(cls: Any, spec: str) -> type[Workload]:
+    """Check a user-supplied class against the interface; raise a UserError naming what is missing."""
+    if not isinstance(cls, type):
+        raise UserError(f"workload {spec!r} is not a class")
+    missing = missing_methods(cls)
+    if missing:
+        raise UserError(
+            f"workload {spec!r} does not implement the Workload interface: missing "
+            f"{', '.join(missing)} (see pbtune.workloads.base.Workload)"
+        )
+    metrics = getattr(cls, "metrics", None)
+    if not isinstance(metrics, Mapping) or not metrics:
+        raise UserError(
+            f"workload {spec!r} declares no metrics; set the class attribute "
+            "metrics = {'accuracy': 'max', ...}"
+        )
+    for metric, mode in metrics.items():
+        if mode not in ("max", "min"):
+            raise UserError(f"workload {spec!r}: metric {metric!r} has mode {mode!r}; use max or min")
+    default_metric = getattr(cls, "default_metric", "") or next(iter(metrics))
+    if default_metric not in metrics:
+        raise UserError(
+            f"workload {spec!r}: default_metric {default_metric!r} is not among its metrics "
+            f"{sorted(metrics)}"
+        )
+    if not getattr(cls, "name", ""):
+        cls.name = spec
+    return cls
+
+
+def get(name: str) -> type[Workload]:
+    """Return the workload class for a registered name or a ``module:Class`` / ``file.py:Class`` spec."""
+    _ensure_builtins()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if ":" in name:
+        return validate_workload_class(_load_from_path(name), name)
+    raise UserError(
+        f"unknown workload {name!r}; valid: {', '.join(list_workloads())} "
+        "(or path/to/file.py:ClassName)"
+    )
+
+
+def create(name: str, config: Mapping[str, Any] | None = None, **kwargs: Any) -> Workload:
+    """Instantiate a workload by name; ``kwargs`` go to the constructor (data, options, seed, device)."""
+    return get(name)(config or {}, **kwargs)
+
+
+def _ensure_builtins() -> None:
+    # Importing the package registers the built-in workloads (digits-cnn, vision, ...).
+    importlib.import_module("pbtune.workloads")
+
+
+def canonical_spec(name: str) -> str:
+    """A spec that resolves the same in any process: ``file.py:Class`` paths become absolute.
+
+    Ray workers do not share the driver's working directory, so a relative file path given on
+    the command line must be made absolute before it is sent to them.
+    """
+    target, sep, cls_name = name.rpartition(":")
+    if sep and (target.endswith(".py") or "/" in target):
+        return f"{Path(target).expanduser().resolve()}:{cls_name}"
+    return name

@@ -1,0 +1,319 @@
+"""Vision workloads: ResNet-18/CIFAR-10, ResNet-50/CIFAR-100, MLP/FashionMNIST.
+
+Why: these are the original PBT experiments (population 20, batch 512, stop at 80 % accuracy),
+and at their scale the data path, not PBT, decides throughput. So each trial reads minibatches
+straight out of the node-shared uint8 arrays from :meth:`VisionWorkload.load_data` (zero-copy
+views into Ray's object store on CPU; one device copy per worker process on CUDA, shared by every
+trial the worker runs), and crops, flips and normalises whole batches on the training device with
+its own generator (:mod:`pbtune.workloads.augment`). No DataLoader, no PIL, no per-trial copy of
+the training set. On CUDA: bf16 autocast and channels-last; on CPU plain fp32.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pbtune.errors import UserError
+from pbtune.workloads import datasets
+from pbtune.workloads._torch_utils import (
+    configure_threads,
+    generator_state,
+    restore_generator,
+    seeded_generator,
+    seeded_init,
+    set_param_groups,
+    state_to_cpu,
+)
+from pbtune.workloads.augment import crop_flip, normalize
+from pbtune.workloads.base import Workload
+from pbtune.workloads.models import build_model, to_device
+from pbtune.workloads.registry import register
+from pbtune.workloads.shared_data import shared_tensor
+
+_SPLITS = ("train", "val", "test")
+_STATE_KEYS = ("model", "optimizer", "rng", "iteration", "config")
+#: search space and mutations of the SGD hyperparameters (Ray-Tune-style domain specs)
+_DOMAINS: dict[str, Any] = {
+    "lr": {"loguniform": [1e-3, 0.4]},
+    "momentum": {"uniform": [0.8, 0.99]},
+    "weight_decay": {"loguniform": [1e-5, 1e-3]},
+}
+_AUG_SEED_OFFSET = 1_000_003  # the augmentation stream must differ from the data-order stream
+
+
+class VisionWorkload(Workload):
+    """SGD image classifier on a registered dataset; one iteration = ``epochs_per_iteration``."""
+
+    dataset: ClassVar[str] = ""  # key in pbtune.workloads.datasets
+    arch: ClassVar[str] = ""  # key in pbtune.workloads.models
+    metrics: ClassVar[Mapping[str, str]] = {"accuracy": "max", "loss": "min"}
+    default_metric: ClassVar[str] = "accuracy"
+    hyperparameters: ClassVar[tuple[str, ...]] = ("lr", "momentum", "weight_decay", "batch_size")
+    default_config: ClassVar[Mapping[str, Any]] = {
+        "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 512,
+    }
+    default_param_space: ClassVar[Mapping[str, Any]] = {**_DOMAINS, "batch_size": 512}
+    default_mutations: ClassVar[Mapping[str, Any]] = {
+        **_DOMAINS,
+        "batch_size": [128, 256, 512, 1024],  # ordered categorical: explore moves to a neighbour
+    }
+    default_options: ClassVar[Mapping[str, Any]] = {
+        "data_dir": "./data",
+        "download": True,  # try torchvision's download when files are missing
+        "verify_checksums": True,  # False accepts non-official files (tests, re-packed copies)
+        "val_size": 5000,  # images taken from the training set for PBT's ranking
+        "split_seed": 0,  # fixes the validation split; independent of trial seeds
+        "subset": None,  # int: keep only the first N training images (tests, benchmarks)
+        "epochs_per_iteration": 1,
+        "steps_per_iteration": None,  # int: cap an iteration at N optimiser steps (tests)
+        "width": 64,  # channels of the stem/stage 1 (64 = standard ResNet)
+        "cifar_stem": True,  # 3×3 stride-1 first conv, no max-pool (32×32 inputs)
+        "augment": True,  # random crop (4 px padding) + horizontal flip, batched on device
+        "amp": True,  # bf16 autocast, CUDA only
+        "channels_last": True,  # CUDA only
+        "eval_batch_size": 1024,  # images per evaluation forward pass
+        "threads": None,  # torch intra-op threads; None leaves torch's setting alone
+        "slowdown": 1.0,  # ≥ 1: sleep (slowdown - 1) × compute time per iteration (benchmarks)
+    }
+
+    @classmethod
+    def _resolve_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Merge over the defaults and reject typos/bad values with a one-line UserError."""
+        opts = {**cls.default_options, **dict(options or {})}
+        unknown = sorted(set(opts) - set(cls.default_options))
+        if unknown:
+            raise UserError(f"{cls.name}: unknown options {unknown}; valid: "
+                            f"{sorted(cls.default_options)}")
+        for key in ("epochs_per_iteration", "width", "eval_batch_size", "val_size"):
+            if int(opts[key]) < 1:
+                raise UserError(f"{cls.name}: {key} must be >= 1, got {opts[key]}")
+        for key in ("subset", "steps_per_iteration", "threads"):
+            if opts[key] is not None and int(opts[key]) < 1:
+                raise UserError(f"{cls.name}: {key} must be >= 1 or null, got {opts[key]}")
+        if float(opts["slowdown"]) < 1.0:
+            raise UserError(f"{cls.name}: slowdown must be >= 1.0, got {opts['slowdown']}")
+        return opts
+
+    @classmethod
+    def load_data(cls, options: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Decode once: ``{train,val,test}_x`` uint8 images and ``{train,val,test}_y`` int64."""
+        opts = cls._resolve_options(options)
+        return datasets.create(
+            cls.dataset, opts["data_dir"], val_size=int(opts["val_size"]),
+            split_seed=int(opts["split_seed"]), subset=opts["subset"],
+            download=bool(opts["download"]), verify_checksums=bool(opts["verify_checksums"]),
+        )
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        data: Any = None,
+        options: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        self._check_keys(config)
+        super().__init__(config, data=data, options=options, seed=seed, device=device)
+        self.options = self._resolve_options(options)
+        configure_threads(self.options["threads"])
+        self.spec = datasets.get(self.dataset)
+        self._device = torch.device(device)
+        cuda = self._device.type == "cuda"
+        self._amp = bool(self.options["amp"]) and cuda
+        self._channels_last = bool(self.options.get("channels_last", False)) and cuda
+        if data is None:
+            data = self.load_data(self.options)
+        self._x, self._y = self._wrap(data)
+        with seeded_init(seed):
+            model = build_model(self.arch, self.spec.num_classes, in_shape=self.spec.image_shape,
+                                width=int(self.options["width"]),
+                                cifar_stem=bool(self.options.get("cifar_stem", False)))
+        self.model = to_device(model, self._device, self._channels_last)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        self.generator = seeded_generator(seed)  # CPU: data order
+        self.aug_generator = seeded_generator(seed + _AUG_SEED_OFFSET, self._device)
+        self.batch_size = int(self.default_config["batch_size"])
+        self.apply_hyperparameters(self.config)
+
+    def _wrap(self, data: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], ...]:
+        """Views (CPU) or cached device copies of the shared arrays, shaped (N, C, H, W)."""
+        missing = [f"{s}_{k}" for s in _SPLITS for k in "xy" if f"{s}_{k}" not in data]
+        if missing:
+            raise UserError(f"{self.name}: data is missing {missing}; pass what load_data returns")
+        xs, ys = {}, {}
+        for split in _SPLITS:
+            x, y = data[f"{split}_x"], data[f"{split}_y"]
+            if x.dtype != np.uint8 or y.dtype != np.int64 or len(x) != len(y):
+                raise UserError(f"{self.name}: {split} data must be uint8 images and int64 labels "
+                                f"of equal length, got {x.dtype}{x.shape} / {y.dtype}{y.shape}")
+            if split == "train" and self.options["subset"] is not None:
+                x, y = x[: int(self.options["subset"])], y[: int(self.options["subset"])]  # views
+            if tuple(x.shape[1:]) not in (self.spec.image_shape, self.spec.image_shape[1:]):
+                raise UserError(f"{self.name}: {split}_x has images of shape {x.shape[1:]}, "
+                                f"expected {self.spec.image_shape}")
+            xs[split] = shared_tensor(x, self._device).view(-1, *self.spec.image_shape)
+            ys[split] = shared_tensor(y, self._device)
+        return xs, ys
+
+    def _check_keys(self, config: Mapping[str, Any]) -> None:
+        unknown = sorted(set(config) - set(self.hyperparameters))
+        if unknown:
+            raise KeyError(f"{self.name}: unknown hyperparameters {unknown}; "
+                           f"valid: {list(self.hyperparameters)}")
+
+    def apply_hyperparameters(self, config: Mapping[str, Any]) -> None:
+        """In place: same optimiser and momentum buffers; a new batch size applies from the next
+        iteration."""
+        self._check_keys(config)
+        values = {k: float(config[k]) for k in ("lr", "momentum", "weight_decay") if k in config}
+        set_param_groups(self.optimizer, **values)
+        self.config.update(values)
+        if "batch_size" in config:
+            batch_size = int(config["batch_size"])
+            if batch_size < 1:
+                raise ValueError(f"{self.name}: batch_size must be >= 1, got {batch_size}")
+            self.batch_size = batch_size
+            self.config["batch_size"] = batch_size
+
+    def _inputs(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        """uint8 batch → normalised float batch, augmented when training (all on the device)."""
+        if train and self.options["augment"]:
+            images = crop_flip(images, self.aug_generator, padding=4, flip=True)
+        fmt = torch.channels_last if self._channels_last else torch.contiguous_format
+        return normalize(images, self.spec.mean, self.spec.std, memory_format=fmt)
+
+    def _train_batches(self) -> Iterator[torch.Tensor]:
+        """Index tensors of one shuffled epoch; a trailing batch of one image is skipped
+        (BatchNorm cannot train on it)."""
+        n = self._x["train"].shape[0]
+        order = torch.randperm(n, generator=self.generator)
+        if self._device.type == "cuda":
+            order = order.pin_memory().to(self._device, non_blocking=True)
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size]
+            if idx.numel() > 1 or n == 1:
+                yield idx
+
+    def _run_iteration(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Up to ``epochs_per_iteration`` epochs (capped at ``steps_per_iteration`` steps)."""
+        x, y = self._x["train"], self._y["train"]
+        loss_sum = torch.zeros((), device=self._device)  # summed over samples
+        correct = torch.zeros((), dtype=torch.int64, device=self._device)
+        seen, steps = 0, 0
+        cap = self.options["steps_per_iteration"]
+        self.model.train()
+        for _ in range(int(self.options["epochs_per_iteration"])):
+            for idx in self._train_batches():
+                if cap is not None and steps >= int(cap):
+                    return loss_sum, correct, seen
+                inputs, labels = self._inputs(x.index_select(0, idx), True), y.index_select(0, idx)
+                with torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=self._amp):
+                    logits = self.model(inputs)
+                    loss = F.cross_entropy(logits, labels)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                loss_sum += loss.detach().float() * idx.numel()
+                correct += (logits.detach().argmax(1) == labels).sum()
+                seen, steps = seen + idx.numel(), steps + 1
+        return loss_sum, correct, seen
+
+    def train(self, iterations: int = 1) -> dict[str, float]:
+        """Train; returns the last iteration's mean loss/accuracy (NaN is returned, not raised)."""
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        slowdown = float(self.options["slowdown"])
+        result: dict[str, float] = {}
+        for _ in range(iterations):
+            start = time.perf_counter()
+            loss_sum, correct, seen = self._run_iteration()
+            result = {"loss": float(loss_sum.item()) / max(seen, 1),
+                      "train_accuracy": int(correct.item()) / max(seen, 1)}
+            self.iteration += 1
+            if slowdown > 1.0:  # simulate a node `slowdown` times slower than this one
+                time.sleep((slowdown - 1.0) * (time.perf_counter() - start))
+        return result
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "val") -> dict[str, float]:
+        """Accuracy and mean cross-entropy on ``split``: ``"val"`` (PBT) or ``"test"`` (final)."""
+        if split not in ("val", "test"):
+            raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+        x, y = self._x[split], self._y[split]
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self._device)
+        correct = torch.zeros((), dtype=torch.int64, device=self._device)
+        step = int(self.options["eval_batch_size"])
+        for start in range(0, x.shape[0], step):
+            labels = y[start:start + step]
+            with torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=self._amp):
+                logits = self.model(self._inputs(x[start:start + step], False))
+            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
+            correct += (logits.argmax(1) == labels).sum()
+        n = max(x.shape[0], 1)
+        return {"accuracy": int(correct.item()) / n, "loss": float(loss_sum.item()) / n}
+
+    def get_state(self) -> dict[str, Any]:
+        """CPU copies of model, optimiser (incl. momentum buffers) and both RNG streams."""
+        return {
+            "model": state_to_cpu(self.model.state_dict()),
+            "optimizer": state_to_cpu(self.optimizer.state_dict()),
+            "rng": {"data": generator_state(self.generator),
+                    "augment": generator_state(self.aug_generator)},
+            "iteration": int(self.iteration),
+            "config": dict(self.config),
+        }
+
+    def set_state(self, state: Mapping[str, Any], *, include_rng: bool = True) -> None:
+        """Load a state; ``include_rng=False`` (PBT exploit) keeps this trial's random streams."""
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise KeyError(f"{self.name}: state is missing {missing}")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])  # copies into the same optimiser
+        if include_rng:
+            restore_generator(self.generator, state["rng"]["data"])
+            restore_generator(self.aug_generator, state["rng"]["augment"])
+        self.iteration = int(state["iteration"])
+        self.apply_hyperparameters(state["config"])
+
+
+@register()
+class ResNet18CIFAR10(VisionWorkload):
+    """torchvision ResNet-18 (CIFAR stem) on CIFAR-10: 45,000 train / 5,000 val / 10,000 test."""
+
+    name: ClassVar[str] = "resnet18-cifar10"
+    dataset: ClassVar[str] = "cifar10"
+    arch: ClassVar[str] = "resnet18"
+
+
+@register()
+class ResNet50CIFAR100(VisionWorkload):
+    """torchvision ResNet-50 (CIFAR stem) on CIFAR-100: 45,000 train / 5,000 val / 10,000 test."""
+
+    name: ClassVar[str] = "resnet50-cifar100"
+    dataset: ClassVar[str] = "cifar100"
+    arch: ClassVar[str] = "resnet50"
+
+
+@register()
+class MLPFashionMNIST(VisionWorkload):
+    """784-256-128-10 MLP on FashionMNIST: 55,000 train / 5,000 val / 10,000 test; no augmentation
+    by default."""
+
+    name: ClassVar[str] = "mlp-fashionmnist"
+    dataset: ClassVar[str] = "fashion_mnist"
+    arch: ClassVar[str] = "mlp"
+    default_options: ClassVar[Mapping[str, Any]] = {
+        **{k: v for k, v in VisionWorkload.default_options.items()
+           if k not in ("cifar_stem", "channels_last")},  # meaningless for an MLP
+        "width": 256,  # first hidden layer; the second has width // 2
+        "augment": False,
+    }

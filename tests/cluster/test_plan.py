@@ -1,0 +1,176 @@
+"""Unit tests of the pure capacity planner (no Ray)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from pbtune.cluster.plan import NodeInfo, effective_reserve, plan_cluster, plan_text, render_plan
+from pbtune.errors import UserError
+
+
+def node(ip: str, cpus: float, gpus: float = 0, **kw) -> NodeInfo:
+    return NodeInfo(node_id=f"id-{ip}", ip=ip, cpus=cpus, gpus=gpus, **kw)
+
+
+def slots_by_ip(plan) -> dict[str, int]:
+    return {p.ip: p.slots for p in plan.nodes}
+
+
+LAPTOP = [node("127.0.0.1", 2, is_head=True)]
+HETERO = [node("10.0.0.1", 16, is_head=True), node("10.0.0.2", 4), node("10.0.0.3", 8, 1)]
+
+
+@pytest.mark.parametrize(
+    ("node_cpus", "reserve", "expected"),
+    [(2, 1, 0), (4, 1, 0), (4.5, 1, 0.5), (5, 1, 1), (5, 2, 1), (6, 2, 2), (16, 2, 2), (16, 0, 0)],
+)
+def test_reserve_ramps_in_above_four_cpus(node_cpus, reserve, expected):
+    assert effective_reserve(node_cpus, reserve) == expected
+
+
+def test_reserve_never_lowers_slots_as_cpus_grow():
+    counts = [plan_cluster([node("a", c)], cpus_per_trial=1, gpus_per_trial=0,
+                           reserve_cpus=2).total_slots for c in range(1, 20)]
+    assert counts == sorted(counts)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "cw", "gw", "kwargs", "expected"),
+    [
+        # The quickstart on a 2-core laptop runs 2 concurrent trials despite the default reserve.
+        (LAPTOP, 1, 0, {}, {"127.0.0.1": 2}),
+        (LAPTOP, 0.5, 0, {}, {"127.0.0.1": 4}),
+        (LAPTOP, 3, 0, {}, {"127.0.0.1": 0}),
+        # 16 CPUs - 1 reserve = 15 → 7 × 2; 4-CPU node keeps all 4 → 2; 8 - 1 = 7 → 3.
+        (HETERO, 2, 0, {}, {"10.0.0.1": 7, "10.0.0.2": 2, "10.0.0.3": 3}),
+        (HETERO, 1, 0, {"reserve_cpus": 0}, {"10.0.0.1": 16, "10.0.0.2": 4, "10.0.0.3": 8}),
+        # Only the GPU node can host GPU trials; CPUs (7 after reserve) do not bind at 0.25.
+        (HETERO, 1, 0.25, {}, {"10.0.0.1": 0, "10.0.0.2": 0, "10.0.0.3": 4}),
+        # ...but they do at 0.1 GPU: 10 GPU shares, 7 CPUs.
+        (HETERO, 1, 0.1, {}, {"10.0.0.3": 7, "10.0.0.1": 0, "10.0.0.2": 0}),
+        # resource_allocation caps listed nodes and leaves unlisted ones out.
+        (HETERO, 1, 0, {"resource_allocation": {"10.0.0.1": {"CPU": 6}, "10.0.0.3": {"GPU": 0}}},
+         {"10.0.0.1": 6, "10.0.0.2": 0, "10.0.0.3": 7}),
+        # An allocation above what the node has changes nothing (reserve still applies).
+        (HETERO, 1, 0, {"resource_allocation": {"10.0.0.1": {"CPU": 64}}},
+         {"10.0.0.1": 15, "10.0.0.2": 0, "10.0.0.3": 0}),
+        (HETERO, 1, 1, {"resource_allocation": {"10.0.0.3": {"GPU": 0}}},
+         {"10.0.0.1": 0, "10.0.0.2": 0, "10.0.0.3": 0}),
+        # slots fills GPU nodes first, then by CPUs: 10.0.0.3 (3) then 10.0.0.1 (2 of 7).
+        (HETERO, 2, 0, {"slots": 5}, {"10.0.0.3": 3, "10.0.0.1": 2, "10.0.0.2": 0}),
+        (HETERO, 2, 0, {"slots": 2}, {"10.0.0.3": 2, "10.0.0.1": 0, "10.0.0.2": 0}),
+        (HETERO, 2, 0, {"slots": 50}, {"10.0.0.1": 7, "10.0.0.2": 2, "10.0.0.3": 3}),
+        # Dead nodes get nothing.
+        ([node("a", 8, alive=False), node("b", 2)], 1, 0, {}, {"a": 0, "b": 2}),
+    ],
+)
+def test_slots_per_node(nodes, cw, gw, kwargs, expected):
+    plan = plan_cluster(nodes, cpus_per_trial=cw, gpus_per_trial=gw, **kwargs)
+    assert slots_by_ip(plan) == expected
+    assert plan.total_slots == sum(expected.values()) == len(plan.workers)
+    assert plan.trials_concurrent == plan.total_slots
+    assert [w.index for w in plan.workers] == list(range(plan.total_slots))
+    for p in plan.nodes:  # the two inequalities hold on every node
+        assert p.reserve + p.slots * cw <= p.cpus + 1e-9
+        assert p.slots * gw <= p.gpus + 1e-9
+
+
+@pytest.mark.parametrize(
+    ("gw", "per_gpu", "pooled"),
+    [(0.5, 2, 4), (0.33, 3, 6), (0.25, 4, 8), (0.4, 2, 5), (0.3, 3, 6), (0.75, 1, 2), (1, 1, 2)],
+)
+def test_fractional_gpus_are_packed_per_physical_gpu(gw, per_gpu, pooled):
+    plan = plan_cluster([node("g", 64, 2)], cpus_per_trial=1, gpus_per_trial=gw)
+    assert plan.total_slots == 2 * per_gpu  # pooled counting (floor(2/g)) would give `pooled`
+    assert int(2 / gw + 1e-9) == pooled
+    gpus = [w.gpu_index for w in plan.workers]
+    assert gpus[:2] == [0, 1]  # round-robin
+    assert gpus.count(0) == gpus.count(1) == per_gpu
+    assert all(w.num_gpus == gw and w.num_cpus == 1 for w in plan.workers)
+
+
+def test_fractional_gpu_cap_and_multi_gpu_slots():
+    # A 1.5-GPU cap gives one whole GPU (2 × 0.5) plus half of the second (1 × 0.5).
+    plan = plan_cluster([node("g", 64, 2)], cpus_per_trial=1, gpus_per_trial=0.5,
+                        resource_allocation={"g": {"GPU": 1.5}})
+    assert [w.gpu_index for w in plan.workers] == [0, 1, 0]
+    plan = plan_cluster([node("g", 64, 5)], cpus_per_trial=1, gpus_per_trial=2)
+    assert [w.gpu_index for w in plan.workers] == [0, 2]
+    plan = plan_cluster([node("c", 8)], cpus_per_trial=1, gpus_per_trial=0)
+    assert {w.gpu_index for w in plan.workers} == {None}
+
+
+def test_workers_are_pinned_to_their_nodes_in_fill_order():
+    plan = plan_cluster(HETERO, cpus_per_trial=2, gpus_per_trial=0)
+    assert [w.ip for w in plan.workers] == ["10.0.0.3"] * 3 + ["10.0.0.1"] * 7 + ["10.0.0.2"] * 2
+    assert all(w.node_id == f"id-{w.ip}" for w in plan.workers)
+
+
+def test_impossible_request_says_why_per_node_and_what_to_change():
+    nodes = [node("10.0.0.1", 16), node("10.0.0.2", 2), node("10.0.0.3", 6)]
+    plan = plan_cluster(nodes, cpus_per_trial=6, gpus_per_trial=1, reserve_cpus=2)
+    assert not plan.can_run()
+    assert plan.problems[2] == ("10.0.0.2: has 2 CPUs < 6 CPUs per trial; needs 1 GPU per trial "
+                                "but has 0 GPUs (lower cpus_per_trial or add nodes; "
+                                "set gpus_per_trial: 0 or add GPU nodes)")
+    plan = plan_cluster(nodes, cpus_per_trial=6, gpus_per_trial=0, reserve_cpus=2, slots=1)
+    assert plan.can_run() and plan.total_slots == 1
+    plan = plan_cluster(nodes[1:], cpus_per_trial=6, gpus_per_trial=0, reserve_cpus=2)
+    assert not plan.can_run()
+    text = " | ".join(plan.problems)
+    assert "10.0.0.3: reserve 2 CPUs + 6 CPUs per trial > 6 CPUs (lower cpus_per_trial" in text
+    assert "10.0.0.2: has 2 CPUs < 6 CPUs per trial" in text
+    plan = plan_cluster(HETERO, cpus_per_trial=1, gpus_per_trial=0,
+                        resource_allocation={"10.0.0.2": {"CPU": 0.5}})
+    assert plan.problems == (
+        "10.0.0.3: not in resource_allocation (list its IP there to use it)",
+        "10.0.0.1: not in resource_allocation (list its IP there to use it)",
+        "10.0.0.2: resource_allocation gives 0.5 CPUs < 1 CPU per trial "
+        "(raise its CPU or lower cpus_per_trial)",
+    )
+    assert "no alive nodes" in plan_cluster([], cpus_per_trial=1, gpus_per_trial=0).problems[0]
+
+
+def test_allocation_problems_are_reported_by_name():
+    plan = plan_cluster(HETERO, cpus_per_trial=1, gpus_per_trial=0,
+                        resource_allocation={"10.0.0.9": {"CPU": 4}, "10.0.0.1": {"TPU": 1}})
+    assert plan.can_run()  # the unknown IP is reported, the listed node still runs
+    assert slots_by_ip(plan) == {"10.0.0.1": 15, "10.0.0.2": 0, "10.0.0.3": 0}
+    assert any("10.0.0.9, which is not in the cluster" in p for p in plan.problems)
+    assert any("'TPU'" in p for p in plan.problems)
+    plan = plan_cluster(HETERO, cpus_per_trial=2, gpus_per_trial=0, slots=20)
+    assert plan.problems == ("slots=20 asked but only 12 fit; running with 12 (add nodes or "
+                             "lower cpus_per_trial/gpus_per_trial)",)
+
+
+@pytest.mark.parametrize(
+    ("cw", "gw", "kwargs", "match"),
+    [(0, 0, {}, "needs resources"), (-1, 0, {}, "needs resources"), (1, 1.5, {}, "whole number"),
+     (1, 0, {"reserve_cpus": -1}, "negative"), (1, 0, {"slots": 0}, "at least 1")],
+)
+def test_malformed_requests_are_user_errors(cw, gw, kwargs, match):
+    with pytest.raises(UserError, match=match):
+        plan_cluster(HETERO, cpus_per_trial=cw, gpus_per_trial=gw, **kwargs)
+
+
+def test_plan_text_lists_every_node_totals_and_problems():
+    text = plan_text(plan_cluster(HETERO, cpus_per_trial=1, gpus_per_trial=0.25))
+    for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+        assert ip in text
+    assert "needs 0.25 GPUs per trial but has 0" in text
+    assert "4 worker slots, 4 concurrent trials, 1 CPU + 0.25 GPUs per trial" in text
+    assert "1/3 nodes used" in text
+    table = render_plan(plan_cluster(LAPTOP, cpus_per_trial=1, gpus_per_trial=0))
+    assert table.row_count == 2 and [c.header for c in table.columns][-1] == "note"
+    bad = plan_text(plan_cluster(LAPTOP, cpus_per_trial=4, gpus_per_trial=0))
+    assert "problem: 127.0.0.1: has 2 CPUs < 4 CPUs per trial" in bad
+    assert "PENDING forever" in bad
+
+
+def test_planning_does_not_import_ray():
+    code = ("import sys, pbtune.cluster as c; c.plan_cluster([], cpus_per_trial=1, "
+            "gpus_per_trial=0); assert 'ray' not in sys.modules, 'ray imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,97 @@
+"""The SLURM scripts: syntax, and the head/worker handshake with stand-ins for ray and pbtune."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+SLURM = Path(__file__).resolve().parents[2] / "slurm"
+SCRIPTS = sorted(SLURM.iterdir())
+
+# `ray start ... --block` sleeps (its pid in a file) until `ray stop` kills it; calls are logged.
+FAKE_RAY = """#!/usr/bin/env bash
+echo "ray $*" >> "$FAKE_LOG"
+case "$1" in
+  start) if [[ " $* " == *" --block "* ]]; then echo $$ > "$FAKE_LOG.pid"; exec sleep 30; fi ;;
+  stop) [[ -f "$FAKE_LOG.pid" ]] && kill "$(cat "$FAKE_LOG.pid")" 2> /dev/null; true ;;
+esac
+"""
+FAKE_PBTUNE = """#!/usr/bin/env bash
+echo "pbtune $*" >> "$FAKE_LOG"
+[[ "$1" != run ]] || cp "$PBTUNE_SHARED_DIR/ray_head_address" "$FAKE_LOG.addr_during_run"
+"""
+
+
+def test_scripts_exist_and_parse():
+    names = {p.name for p in SCRIPTS}
+    assert {"pbtune-head.sbatch", "pbtune-worker.sbatch", "submit.sh"} <= names
+    for script in SCRIPTS:
+        subprocess.run(["bash", "-n", str(script)], check=True)
+    head = (SLURM / "pbtune-head.sbatch").read_text()
+    for var in ("PBTUNE_PARAM_SPACE__LR", "PBTUNE_PBT__HYPERPARAM_MUTATIONS__BATCH_SIZE",
+                "PBTUNE_PBT__HYPERPARAM_MUTATIONS__WEIGHT_DECAY"):
+        assert f"# export {var}=" in head
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+def test_scripts_are_shellcheck_clean():
+    subprocess.run(["shellcheck", "-s", "bash", *map(str, SCRIPTS)], check=True)
+
+
+@pytest.fixture
+def fake_env(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("ray", FAKE_RAY), ("pbtune", FAKE_PBTUNE)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+               FAKE_LOG=str(tmp_path / "log"), PBTUNE_SHARED_DIR=str(tmp_path / "shared"),
+               PBTUNE_POLL_S="0.2", PBTUNE_HEAD_IP="10.1.2.3", SLURM_CPUS_PER_TASK="3")
+    return tmp_path, env
+
+
+def test_head_publishes_address_runs_and_signals_shutdown(fake_env):
+    tmp, env = fake_env
+    subprocess.run(["bash", str(SLURM / "pbtune-head.sbatch"), "cfg.yaml", "--seed", "3"],
+                   env=env, check=True, timeout=30, capture_output=True)
+    log = (tmp / "log").read_text().splitlines()
+    addr = (tmp / "log.addr_during_run").read_text().strip()
+    host, port = addr.split(":")
+    assert host == "10.1.2.3" and 0 < int(port) < 65536
+    assert log[0].startswith(f"ray start --head --node-ip-address=10.1.2.3 --port={port} "
+                             "--num-cpus=3 --num-gpus=0")
+    assert f"pbtune run cfg.yaml --address {addr} --seed 3" in log
+    assert log[-1] == "ray stop --force"
+    shared = tmp / "shared"
+    assert (shared / "ray_shutdown").read_text().strip() == addr
+    assert not (shared / "ray_head_address").exists()
+
+
+def test_worker_joins_and_leaves_only_on_its_heads_marker(fake_env):
+    tmp, env = fake_env
+    shared = tmp / "shared"
+    shared.mkdir()
+    (shared / "ray_shutdown").write_text("10.9.9.9:1\n")  # stale marker from an earlier run
+    env["PBTUNE_RAY_RESOURCES"] = '{"fast": 1}'
+    proc = subprocess.Popen(["bash", str(SLURM / "pbtune-worker.sbatch")], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        time.sleep(0.5)
+        (shared / "ray_head_address").write_text("10.1.2.3:6380\n")
+        time.sleep(1.5)  # several polls of the shared directory
+        assert proc.poll() is None, "worker left on a stale shutdown marker"
+        (shared / "ray_shutdown").write_text("10.1.2.3:6380\n")
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = (tmp / "log").read_text().splitlines()
+    assert log[0] == ('ray start --address=10.1.2.3:6380 --num-cpus=3 --num-gpus=0 '
+                      '--disable-usage-stats --resources={"fast": 1} --block')
+    assert log[-1] == "ray stop --force"

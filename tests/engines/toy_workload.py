@@ -1,0 +1,67 @@
+"""A deterministic, torch-free workload for engine tests: a counter that adds ``lr`` per iteration.
+
+Because its score after an iteration is exactly ``state + lr``, a test can check from
+``trials.csv`` alone that an exploit copied the donor's exact state and that the explored ``lr``
+took effect at the right iteration. Loaded by workers as ``tests/engines/toy_workload.py:Counter``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from pbtune.workloads.base import Workload
+
+
+class Counter(Workload):
+    name = "toy-counter"
+    metrics = {"score": "max", "loss": "min"}
+    default_metric = "score"
+    hyperparameters = ("lr",)
+    default_config = {"lr": 0.1}
+    default_param_space = {"lr": {"uniform": [0.0, 1.0]}}
+    default_mutations = {"lr": {"uniform": [0.0, 1.0]}}
+    default_options = {"nan_above": None, "sleep": 0.0, "raise_at": None}
+
+    @classmethod
+    def load_data(cls, options: Mapping[str, Any]) -> Any:
+        return {"offset": np.zeros(1, dtype=np.float64)}
+
+    def __init__(self, config: Mapping[str, Any], **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.value = 0.0
+
+    def _broken(self) -> bool:
+        limit = self.options["nan_above"]
+        return limit is not None and self.config["lr"] > limit
+
+    def train(self, iterations: int = 1) -> dict[str, float]:
+        for _ in range(iterations):
+            if self.options["raise_at"] is not None and self.iteration + 1 == self.options["raise_at"]:
+                raise RuntimeError("boom in user code")
+            time.sleep(self.options["sleep"])
+            self.value += self.config["lr"]
+            self.iteration += 1
+        return {"loss": math.nan if self._broken() else -self.value}
+
+    def evaluate(self) -> dict[str, float]:
+        score = math.nan if self._broken() else self.value
+        return {"score": score, "loss": -score}
+
+    def get_state(self) -> dict[str, Any]:
+        return {"value": self.value, "iteration": self.iteration, "config": dict(self.config)}
+
+    def set_state(self, state: Mapping[str, Any], *, include_rng: bool = True) -> None:
+        self.value = state["value"]
+        self.iteration = state["iteration"]
+        self.config = dict(state["config"])
+
+    def apply_hyperparameters(self, config: Mapping[str, Any]) -> None:
+        unknown = set(config) - set(self.hyperparameters)
+        if unknown:
+            raise KeyError(f"unknown hyperparameters {sorted(unknown)}")
+        self.config.update(config)
