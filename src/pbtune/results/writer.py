@@ -20,7 +20,8 @@ from typing import Any
 
 from pbtune.engines.base import Callback, Trial
 
-META_COLUMNS = ("time_this_iter_s", "worker", "node", "timestamp")
+META_COLUMNS = ("time_this_iter_s", "worker", "node", "timestamp", "node_cpu_percent",
+                "node_gpu_percent", "worker_rss_mb")
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

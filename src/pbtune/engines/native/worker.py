@@ -39,6 +39,25 @@ class StopSignal:
         return self._set
 
 
+def resource_usage(process: Any) -> dict[str, float]:
+    """Node CPU %, this worker's resident memory (MiB) and, with NVML, GPU utilisation %."""
+    import psutil
+
+    usage = {"node_cpu_percent": psutil.cpu_percent(interval=None),
+             "worker_rss_mb": process.memory_info().rss / 2**20}
+    try:  # optional: NVIDIA's management library, present on GPU nodes with nvidia-ml-py
+        import pynvml
+
+        pynvml.nvmlInit()
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+        if handles:
+            usage["node_gpu_percent"] = sum(
+                pynvml.nvmlDeviceGetUtilizationRates(h).gpu for h in handles) / len(handles)
+    except Exception:  # no NVML, no GPU: report CPU only
+        pass
+    return usage
+
+
 class Worker:
     """Runs segments of trials on one resource slot; holds the live workloads of its trials.
 
@@ -76,6 +95,10 @@ class Worker:
         self.device = device
         self.signal = signal
         self.trials: dict[str, Any] = {}  # trial id → live workload object
+        import psutil
+
+        self.process = psutil.Process()
+        psutil.cpu_percent(interval=None)  # prime: the first reading is meaningless
 
     def info(self) -> dict[str, Any]:
         """Where this worker runs (for the status table and the timeline)."""
@@ -151,7 +174,7 @@ class Worker:
                        for k, v in train_metrics.items()}
                 row.update(eval_metrics)
                 row.update(iteration=workload.iteration, time_this_iter_s=elapsed,
-                           timestamp=time.time())
+                           timestamp=time.time(), **resource_usage(self.process))
                 rows.append(row)
                 value = float(eval_metrics[metric])
                 losses = [float(v) for k, v in row.items() if k.endswith("loss")]

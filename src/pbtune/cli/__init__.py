@@ -1,0 +1,51 @@
+"""The ``pbtune`` command line: parses arguments and calls library functions, nothing more.
+
+Each command lives in its own module with a ``register(subparsers)`` function; the command's
+docstring is its help text. Every user mistake surfaces as ``error: <one line>`` on stderr and exit
+code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from pbtune import __version__
+from pbtune.errors import UserError
+
+#: Command modules, in the order ``pbtune --help`` lists them.
+COMMANDS = ("run", "plan", "workloads")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pbtune", description="Population-Based Training of PyTorch models on Ray."
+    )
+    parser.add_argument("--version", action="version", version=f"pbtune {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"pbtune.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pbtune`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

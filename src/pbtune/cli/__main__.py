@@ -1,0 +1,7 @@
+"""``python -m pbtune.cli``."""
+
+import sys
+
+from pbtune.cli import main
+
+sys.exit(main())

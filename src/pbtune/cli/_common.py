@@ -1,0 +1,43 @@
+"""Arguments and helpers shared by the commands that take a config."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+
+def add_command(sub: Any, name: str, func: Any) -> argparse.ArgumentParser:
+    """Add a subcommand whose help is ``func``'s docstring."""
+    doc = func.__doc__ or name
+    parser = sub.add_parser(name, help=doc.strip().splitlines()[0], description=doc)
+    parser.set_defaults(func=func)
+    return parser
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """CONFIG plus the override flags every config-taking command accepts."""
+    parser.add_argument("config", nargs="?", help="YAML config (default: the quickstart preset)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="override a config key (dotted), e.g. --set pbt.burn_in=4")
+    parser.add_argument("--workload", help="workload name or path/to/file.py:ClassName")
+    parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS or local)")
+    parser.add_argument("--seed", type=int, help="seed for sampling and PBT decisions")
+
+
+def add_results_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results-dir", default=os.environ.get("PBTUNE_RESULTS_DIR", "results"),
+                        help="results root (default ./results or $PBTUNE_RESULTS_DIR)")
+
+
+def resolved_config(args: argparse.Namespace, extra: list[str] | None = None) -> Any:
+    """Load (file < env < --set) and resolve against the workload; raises UserError."""
+    from pbtune.config import load_config, resolve
+
+    overrides = list(args.set or []) + list(extra or [])
+    for flag, key in (("workload", "workload"), ("seed", "seed"),
+                      ("address", "resources.address")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    return resolve(load_config(args.config, overrides))

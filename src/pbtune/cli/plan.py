@@ -1,0 +1,31 @@
+"""``pbtune plan``: the capacity plan per node, before launch."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from pbtune.cli._common import add_command, add_config_args, resolved_config
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Show, per node, the worker slots and concurrent trials the config would get.
+
+    Checks Csys + T·W·Cw <= Cnode and T·W·Gw <= Gnode on every node and says why a request could
+    not be placed (it would stay PENDING) and what to change. Exit code 2 when nothing fits.
+    """
+    from pbtune.cluster import cluster_nodes, connect, plan_cluster, plan_text
+
+    cfg = resolved_config(args)
+    res = cfg.resources
+    connect(res.address)
+    plan = plan_cluster(cluster_nodes(), cpus_per_trial=res.cpus_per_trial,
+                        gpus_per_trial=res.gpus_per_trial, reserve_cpus=res.reserve_cpus,
+                        resource_allocation=dict(res.resource_allocation) or None,
+                        slots=res.slots)
+    print(plan_text(plan))
+    return 0 if plan.workers else 2
+
+
+def register(sub: Any) -> None:
+    add_config_args(add_command(sub, "plan", cmd_plan))
