@@ -229,7 +229,7 @@ def render(rows: dict[str, dict[str, Any]], ratios: dict[str, Any], checks: dict
                          "errors (non-fatal)")
     if ratios:
         lines.append("")
-        lines.extend(f"{k:<40}{_fmt(v, '.2f')}" for k, v in ratios.items())
+        lines.extend(f"{k:<46}{_fmt(v, '.2f')}" for k, v in ratios.items())
     if checks:
         lines.append("")
         lines.extend(f"{'PASS' if ok else 'FAIL'}  {k}" for k, ok in checks.items())

@@ -10,6 +10,10 @@ from pbtune.workloads.registry import create, get, list_workloads, register
 
 # Built-in workloads register themselves on import.
 from pbtune.workloads import digits  # noqa: F401  isort: skip
-from pbtune.workloads import vision  # noqa: F401  isort: skip
+from pbtune.workloads.registry import register_lazy  # isort: skip
+
+# The vision workloads import torchvision: registered by name, imported on first use.
+for _name in ("resnet18-cifar10", "resnet50-cifar100", "mlp-fashionmnist"):
+    register_lazy(_name, "pbtune.workloads.vision")
 
 __all__ = ["Workload", "create", "get", "list_workloads", "register"]

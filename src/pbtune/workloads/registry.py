@@ -21,6 +21,14 @@ from pbtune.workloads.base import Workload, missing_methods
 W = TypeVar("W", bound=type[Workload])
 
 _REGISTRY: dict[str, type[Workload]] = {}
+#: Names whose module is imported only when first asked for (heavy imports such as torchvision
+#: are then paid only by processes that use them).
+_LAZY: dict[str, str] = {}
+
+
+def register_lazy(name: str, module: str) -> None:
+    """Record that importing ``module`` registers workload ``name``."""
+    _LAZY[name] = module
 
 
 def register(name: str | None = None) -> Callable[[W], W]:
@@ -40,8 +48,9 @@ def register(name: str | None = None) -> Callable[[W], W]:
 
 
 def list_workloads() -> list[str]:
-    """Registered workload names, sorted."""
-    return sorted(_REGISTRY)
+    """Registered workload names (imported or lazy), sorted."""
+    _ensure_builtins()
+    return sorted(set(_REGISTRY) | set(_LAZY))
 
 
 def _load_from_path(spec: str) -> type:
@@ -107,6 +116,8 @@ def validate_workload_class(cls: Any, spec: str) -> type[Workload]:
 def get(name: str) -> type[Workload]:
     """Return the workload class for a registered name or a ``module:Class`` / ``file.py:Class`` spec."""
     _ensure_builtins()
+    if name not in _REGISTRY and name in _LAZY:
+        importlib.import_module(_LAZY[name])
     if name in _REGISTRY:
         return _REGISTRY[name]
     if ":" in name:
