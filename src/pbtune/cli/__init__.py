@@ -16,7 +16,7 @@ from pbtune import __version__
 from pbtune.errors import UserError
 
 #: Command modules, in the order ``pbtune --help`` lists them.
-COMMANDS = ("run", "plan", "workloads")
+COMMANDS = ("run", "resume", "plan", "workloads")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     engine.prepare()  # connect, plan, load data: fails before anything is written
     run_dir = create_run_dir(args.results_dir, cfg.name)
     write_metadata(run_dir, dump_yaml(cfg), {"experiment": cfg.name})
+    engine.enable_recovery(run_dir, header=journal_header(run_dir))  # checkpoints + journal
     engine.callbacks.append(ResultsWriter(run_dir))
     if not args.quiet:
         interval = cfg.report_interval if not sys.stdout.isatty() else min(cfg.report_interval, 5)
@@ -33,7 +34,19 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                 cfg.metric, cfg.mode, interval_s=interval))
     summary = engine.run()
     print_summary(cfg, summary, run_dir)
-    return 0
+    from pbtune.cli.resume import interrupted_exit
+
+    return interrupted_exit(summary, run_dir)  # 130 and the resume command after Ctrl-C
+
+
+def journal_header(run_dir: Any) -> dict[str, Any]:
+    """The journal header: versions and the stored config's hash (resume refuses an edit)."""
+    import hashlib
+
+    from pbtune import __version__
+
+    text = (run_dir / "config.yaml").read_bytes()
+    return {"pbtune": __version__, "config_sha256": hashlib.sha256(text).hexdigest()}
 
 
 def print_summary(cfg: Any, summary: dict[str, Any], run_dir: Any) -> None:

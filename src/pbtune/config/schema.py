@@ -125,6 +125,13 @@ class ResourceConfig(_Model):
         return value
 
 
+class FaultToleranceConfig(_Model):
+    """How failures are absorbed and how many checkpoints are kept (see docs/fault-tolerance.md)."""
+
+    max_failures: Int = Field(3, ge=0)  # errors + worker losses per trial before it stays ERROR
+    keep_checkpoints: Int = Field(2, ge=1)  # resume points (cuts) whose checkpoints are kept
+
+
 class ExperimentConfig(_Model):
     """One experiment: the workload, its search space, PBT settings, stopping and resources."""
 
@@ -140,6 +147,7 @@ class ExperimentConfig(_Model):
     stop: StopConfig = StopConfig()
     resources: ResourceConfig = ResourceConfig()
     checkpoint_interval: Int = Field(50, gt=0)  # INTERVAL_CHECK: iterations between checkpoints
+    fault_tolerance: FaultToleranceConfig = FaultToleranceConfig()
     report_interval: Float = Field(300.0, gt=0)  # INTERVAL_REPORT: seconds between text reports
     scheduling: Literal["affinity", "fifo", "speed-aware"] = "affinity"
     engine: Literal["native", "tune"] = "native"

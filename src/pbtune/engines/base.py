@@ -32,6 +32,14 @@ class Trial:
         exploits: times this trial copied a donor.
         error: the last error message (with traceback for exceptions).
         last_result: the latest result row.
+        snapshot: the trial's state at its last segment end (an ObjectRef; recovery point when
+            its worker is lost, and the donor state on exploit).
+        recover: ``(state, include_rng)`` the running segment started from (re-run on loss).
+        failures: errors and worker losses so far (checked against ``max_failures``).
+        recoverable: an errored trial PBT may still replace from a donor at the next boundary.
+        recorded: highest iteration whose row was reported (re-run rows are not reported again).
+        results: rows reported (iterations counted in the summary).
+        ckpt_iter: iteration of the latest checkpoint queued for writing (-1: none).
     """
 
     trial_id: str
@@ -47,6 +55,13 @@ class Trial:
     exploits: int = 0
     error: str | None = None
     last_result: dict[str, Any] = field(default_factory=dict)
+    snapshot: Any = None
+    recover: tuple[Any, bool] = (None, True)
+    failures: int = 0
+    recoverable: bool = False
+    recorded: int = 0
+    results: int = 0
+    ckpt_iter: int = -1
 
 
 class Callback:

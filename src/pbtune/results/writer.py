@@ -52,16 +52,24 @@ class ResultsWriter(Callback):
     Args:
         run_dir: the run's directory (already holding ``config.yaml`` and ``meta.json``).
         save_best_model: write ``best_model.pt`` (the best trial's state at its best iteration).
+        append: continue the files of an existing run (``pbtune resume``): rows are appended under
+            the existing ``trials.csv`` header.
     """
 
-    def __init__(self, run_dir: Path, *, save_best_model: bool = True) -> None:
+    def __init__(self, run_dir: Path, *, save_best_model: bool = True,
+                 append: bool = False) -> None:
         self.run_dir = Path(run_dir)
         self.save_best_model = save_best_model
+        self.append = append
         self._csv_file: Any = None
         self._csv: csv.DictWriter | None = None
-        self._timeline = (self.run_dir / "timeline.csv").open("w", newline="")
+        timeline = self.run_dir / "timeline.csv"
+        fresh = not (append and timeline.is_file())
+        self._timeline = timeline.open("w" if fresh else "a", newline="")
         self._timeline_csv = csv.writer(self._timeline)
-        self._timeline_csv.writerow(["trial_id", "worker", "node", "start_s", "end_s", "iteration"])
+        if fresh:
+            self._timeline_csv.writerow(
+                ["trial_id", "worker", "node", "start_s", "end_s", "iteration"])
         self._nodes: dict[int, str] = {}
         self.summary: dict[str, Any] | None = None
 
@@ -70,7 +78,13 @@ class ResultsWriter(Callback):
         metrics = sorted(k for k in row if k not in {"trial_id", "iteration", "config", *META_COLUMNS})
         params = [f"config/{k}" for k in flatten(row["config"])]
         fields = ["trial_id", "iteration", *metrics, *params, *META_COLUMNS]
-        self._csv_file = (self.run_dir / "trials.csv").open("w", newline="")
+        path = self.run_dir / "trials.csv"
+        if self.append and path.is_file() and path.stat().st_size > 0:
+            with path.open(newline="") as f:
+                fields = next(csv.reader(f))
+            self._csv_file = path.open("a", newline="")
+            return csv.DictWriter(self._csv_file, fieldnames=fields, extrasaction="ignore")
+        self._csv_file = path.open("w", newline="")
         writer = csv.DictWriter(self._csv_file, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         return writer

@@ -10,13 +10,20 @@ the next perturbation boundary; an idle worker always takes a runnable trial (se
 policy ranks them by their score *at that same iteration* (never by whatever they last reported)
 and the bottom quantile copies a top-quantile donor's exact current state through the object store
 and explores its config. Decisions therefore depend only on the seed and the scores, not on timing.
+
+Fault tolerance (see docs/fault-tolerance.md): every segment returns the trial's state at its end
+as a snapshot reference (recovery point and exploit donor state); with a run directory attached
+(:meth:`NativeEngine.enable_recovery`) states are checkpointed every ``checkpoint_interval``
+iterations and every decision is journalled, so ``pbtune resume`` can rebuild the experiment.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -32,7 +39,9 @@ from pbtune.engines.base import (
     is_better,
     reached,
 )
+from pbtune.engines.native.failures import FailureHandler
 from pbtune.engines.native.pool import WorkerPool
+from pbtune.engines.native.recovery import Recovery, restore_trials
 from pbtune.engines.native.scheduling import choose_trial
 from pbtune.pbt import PBTPolicy, PBTSettings, parse_space, sample_config
 
@@ -78,6 +87,7 @@ class NativeEngine:
         self.mode: str = cfg.mode
         self.max_iter: int = cfg.stop.max_iterations
         self.interval: int = cfg.pbt.perturbation_interval
+        self.ckpt_interval: int = cfg.checkpoint_interval
         self.pbt_on: bool = cfg.pbt.enabled
         self.policy = PBTPolicy(policy_settings(cfg), cfg.mode, cfg.seed) if self.pbt_on else None
         self.trials = {t.trial_id: t for t in initial_trials(cfg)}
@@ -86,7 +96,12 @@ class NativeEngine:
         self.exploits = 0
         self.stop_reason = "max_iterations"
         self.stopping = False
+        self.interrupted = False
+        self.last_barrier = 0  # the last barrier whose PBT decisions were made
+        self.resumed_from: int | None = None  # the cut iteration a resumed run started from
         self.pool: WorkerPool | None = None
+        self.recovery: Recovery | None = None
+        self.failures = FailureHandler(self)
         self.startup_s = 0.0  # seconds to connect, plan, start workers and share the data
 
     def prepare(self) -> None:
@@ -100,9 +115,54 @@ class NativeEngine:
             self.pool = WorkerPool(self.cfg)
             self.startup_s = time.time() - start
 
+    def enable_recovery(self, run_dir: Path, header: dict[str, Any] | None = None) -> None:
+        """Checkpoint into and journal to ``run_dir`` (``pbtune run`` and ``resume`` do this)."""
+        from pbtune.results.journal import Journal
+
+        ft = self.cfg.fault_tolerance
+        self.recovery = Recovery(Path(run_dir), Journal(Path(run_dir), header),
+                                 self.ckpt_interval, ft.keep_checkpoints)
+
+    def restore(self, cut: dict[str, Any], counts: dict[str, int], best: dict[str, Any] | None,
+                exploits: int) -> None:
+        """Continue from a journal cut (after :meth:`prepare` and :meth:`enable_recovery`).
+
+        ``counts`` (rows kept per trial), ``best`` and ``exploits`` come from the rolled-back
+        result files, so the summary counts every iteration exactly once.
+        """
+        from pbtune.engines.native.recovery import BEST_NAME
+
+        assert self.recovery is not None and self.pool is not None
+        self.trials = restore_trials(cut, self.recovery.store)
+        for tid, trial in self.trials.items():
+            trial.results = counts.get(tid, 0)
+        if self.policy is not None and cut.get("policy_state"):
+            self.policy.set_state(cut["policy_state"])
+        self.exploits, self.last_barrier = exploits, int(cut.get("last_barrier", 0))
+        self.best, self.resumed_from = best, int(cut["iteration"])
+        best_file = self.recovery.run_dir / "checkpoints" / BEST_NAME
+        meta = next((e for e in reversed(_events(self.recovery.run_dir)) if e["event"] == "best"),
+                    None)
+        if best and meta and best_file.is_file() and (meta["trial_id"], meta["iteration"]) == (
+                best["trial_id"], best["iteration"]):
+            try:
+                self.best_ref = ray.put(self.recovery.store.load(meta))
+            except ValueError:
+                self.best_ref = None
+        self.recovery.seed(cut)
+        self._journal({"event": "resume", "cut": self.resumed_from, "exploits": exploits}, True)
+
     def _emit(self, hook: str, *args: Any) -> None:
         for cb in self.callbacks:
             getattr(cb, hook)(*args)
+
+    def _journal(self, record: dict[str, Any], sync: bool = False) -> None:
+        if self.recovery is not None:
+            self.recovery.journal.write(record, sync=sync)
+
+    def _cut_extra(self) -> dict[str, Any]:
+        return {"last_barrier": self.last_barrier, "exploits": self.exploits, "best": self.best,
+                "policy_state": self.policy.get_state() if self.policy else None}
 
     # -- the barrier -----------------------------------------------------------------------------
     def _barrier_after(self, iteration: int) -> int:
@@ -112,7 +172,10 @@ class NativeEngine:
         return min(nxt, self.max_iter)
 
     def _segment_end(self, trial: Trial, barrier: int) -> int:
-        return min(barrier, (trial.iteration // self.interval + 1) * self.interval, self.max_iter)
+        # Segments also end at checkpoint iterations, so each checkpoint is a segment-end snapshot.
+        nxt_ckpt = (trial.iteration // self.ckpt_interval + 1) * self.ckpt_interval
+        return min(barrier, (trial.iteration // self.interval + 1) * self.interval, self.max_iter,
+                   nxt_ckpt)
 
     def _perturb(self, pool: WorkerPool, iteration: int) -> None:
         live = [t for t in self.trials.values() if t.status == PAUSED and t.iteration == iteration]
@@ -120,27 +183,43 @@ class NativeEngine:
             iteration
         ):
             return
+        # Errored trials PBT may still replace rank as the worst (NaN) and copy a donor.
+        errored = [t for t in self.trials.values() if t.status == ERROR and t.recoverable]
         scores = {t.trial_id: t.scores[iteration] for t in live}
-        configs = {t.trial_id: t.config for t in live}
+        scores.update({t.trial_id: math.nan for t in errored})
+        configs = {t.trial_id: t.config for t in [*live, *errored]}
         for decision in self.policy.decide(iteration, scores, configs):
             donor, target = self.trials[decision.donor], self.trials[decision.target]
-            target.pending_state = pool.export(donor.worker, donor.trial_id)
+            if donor.status != PAUSED:  # more errored trials than the bottom quantile holds
+                continue
+            state = donor.pending_state if donor.pending_state is not None else donor.snapshot
+            target.pending_state = state if state is not None else pool.export(
+                donor.worker, donor.trial_id)
             target.include_rng = False
+            if target.status == ERROR:  # replaced from a donor: it lives on at this boundary
+                target.status, target.iteration, target.recoverable = PAUSED, iteration, False
+                target.error = None
             target.config = dict(decision.new_config)
             target.exploits += 1
             self.exploits += 1
+            self._journal({"event": "exploit", "target": decision.target, "donor": decision.donor,
+                           "iteration": iteration, "new_config": decision.new_config,
+                           "policy_state": self.policy.get_state()}, sync=True)
             self._emit("on_exploit", decision)
 
     # -- results -----------------------------------------------------------------------------------
-    def _absorb(self, trial: Trial, worker: int, result: dict[str, Any], best_ref: Any) -> None:
+    def _absorb(self, trial: Trial, worker: int, result: dict[str, Any], best_ref: Any,
+                snapshot: Any) -> None:
         node = self.pool.node_of(worker)
         for row in result["rows"]:
-            row = {**row, "trial_id": trial.trial_id, "config": dict(trial.config),
-                   "worker": worker, "node": node}
-            trial.scores[row["iteration"]] = float(row[self.metric])
-            trial.last_result = row
-            self._emit("on_result", trial, row)
             value = float(row[self.metric])
+            trial.scores[row["iteration"]] = value
+            if row["iteration"] > trial.recorded:  # a re-run after a rollback is not re-reported
+                row = {**row, "trial_id": trial.trial_id, "config": dict(trial.config),
+                       "worker": worker, "node": node}
+                trial.recorded, trial.results, trial.last_result = row["iteration"], \
+                    trial.results + 1, row
+                self._emit("on_result", trial, row)
             if reached(value, self.cfg.stop.metric_threshold, self.mode) and not self.stopping:
                 self.stopping, self.stop_reason = True, "metric_threshold"
         trial.compute_s += result["compute_s"]
@@ -150,83 +229,161 @@ class NativeEngine:
                 self.best = {"trial_id": trial.trial_id, "metric": value,
                              "config": dict(trial.config), "iteration": result["best_iteration"]}
                 self.best_ref = best_ref
+                if self.recovery is not None:
+                    self.recovery.best(best_ref, self.best)
         if result["status"] == "error":
-            trial.status, trial.error, trial.worker = ERROR, result["error"], None
-            self._emit("on_trial_end", trial)
+            self.failures.trial_error(trial, result["error"])
             return
-        trial.iteration = result["iteration"]
+        trial.iteration, trial.snapshot = result["iteration"], snapshot
+        if len(trial.scores) > 2:  # ranking needs boundary scores only: keep memory flat
+            trial.scores = {k: v for k, v in trial.scores.items() if k == trial.iteration or (
+                k >= self.last_barrier and k % self.interval == 0)}
         if trial.iteration >= self.max_iter:
             trial.status = TERMINATED
             self._emit("on_trial_end", trial)
         else:
             trial.status = PAUSED
+        if self.recovery is not None:
+            self.recovery.segment_end(trial, self.trials, final=trial.status == TERMINATED)
 
     def _best_so_far(self) -> float | None:
         return None if self.best is None else self.best["metric"]
 
+    def _collect(self, pool: WorkerPool, inflight: dict[Any, tuple], ref: Any, t0: float) -> None:
+        """Take one finished segment: absorb it, or recover its trial if its worker was lost."""
+        worker, trial, best, snapshot, started = inflight.pop(ref)
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayError as exc:  # actor died, node removed, state lost
+            self.failures.worker_lost(pool, worker, trial, exc)
+            return
+        pool.record_speed(worker, len(result["rows"]), result["compute_s"])
+        self._absorb(trial, worker, result, best, snapshot)
+        self._emit("on_segment", trial, worker, started, time.time() - t0)
+        self._journal({"event": "result", "trial": trial.trial_id, "iteration": trial.iteration,
+                       "status": trial.status, "worker": worker, "rows": len(result["rows"]),
+                       "score": trial.scores.get(trial.iteration)})
+        if self.recovery is not None:
+            self.recovery.assemble(self.trials, self._cut_extra())
+
     # -- main loop -------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        """Run the experiment to its stopping criterion; returns the summary dict."""
+        """Run the experiment to its stopping criterion; returns the summary dict.
+
+        Ctrl-C (KeyboardInterrupt) stops cleanly: running segments end after their current
+        iteration, every trial is checkpointed, and the summary's ``stop_reason`` is
+        ``"interrupted"`` (resume with ``pbtune resume``).
+        """
         cfg = self.cfg
         t0 = time.time()
         deadline = t0 + cfg.stop.time_budget_s if cfg.stop.time_budget_s else None
         self.prepare()
         pool = self.pool
         assert pool is not None
+        inflight: dict[Any, tuple[int, Trial, Any, Any, float]] = {}
         try:
-            self._emit("on_start", {"workers": pool.describe(), "trials": list(self.trials.values()),
+            self._emit("on_start", {"workers": pool.describe(),
+                                    "trials": list(self.trials.values()),
                                     "slots": pool.size, "start_time": t0})
+            if self.resumed_from is None:
+                self._journal({"event": "start", "trials": [
+                    {"trial_id": t.trial_id, "config": t.config, "seed": t.seed}
+                    for t in self.trials.values()],
+                    "policy_state": self.policy.get_state() if self.policy else None}, True)
             for trial in self.trials.values():
                 self._emit("on_trial_start", trial)
-            barrier = self._barrier_after(0)
-            inflight: dict[Any, tuple[int, Trial, Any, float]] = {}
-            while True:
-                if not self.stopping and deadline is not None and time.time() >= deadline:
-                    self.stopping, self.stop_reason = True, "time_budget"
-                if self.stopping:
-                    pool.signal_stop()
-                runnable = [] if self.stopping else [
-                    t for t in self.trials.values()
-                    if t.status in (PENDING, PAUSED) and t.iteration < barrier
-                ]
-                busy = {w for w, _, _, _ in inflight.values()}
-                for worker in pool.idle(busy):
-                    trial = choose_trial(worker, runnable, busy, policy=cfg.scheduling,
-                                         speeds=pool.speeds, mode=self.mode)
-                    if trial is None:
-                        break
-                    runnable.remove(trial)
-                    ref, best = pool.submit(worker, trial, self._segment_end(trial, barrier),
-                                            metric=self.metric, mode=self.mode,
-                                            threshold=cfg.stop.metric_threshold,
-                                            best_so_far=self._best_so_far(), deadline=deadline)
-                    trial.status, trial.worker = RUNNING, worker
-                    busy.add(worker)
-                    inflight[ref] = (worker, trial, best, time.time() - t0)
-                if not inflight:
-                    live = [t for t in self.trials.values() if t.status in (PENDING, PAUSED)]
-                    if self.stopping or not live:
-                        break
-                    self._perturb(pool, barrier)
-                    barrier = self._barrier_after(barrier)
-                    continue
-                done, _ = ray.wait(list(inflight), num_returns=1)
-                worker, trial, best, started = inflight.pop(done[0])
-                result = ray.get(done[0])
-                pool.record_speed(worker, len(result["rows"]), result["compute_s"])
-                self._absorb(trial, worker, result, best)
-                self._emit("on_segment", trial, worker, started, time.time() - t0)
+            try:
+                self._loop(pool, inflight, t0, deadline)
+            except KeyboardInterrupt:
+                self._interrupt(pool, inflight, t0)
             wall_s = time.time() - t0
+            if self.recovery is not None:
+                self.recovery.final_cut(self.trials, self._cut_extra(), final=not self.interrupted)
+                self.recovery.drain()
+                self.recovery.check()
             best_state = ray.get(self.best_ref) if self.best_ref is not None else None
+        except OSError as exc:
+            from pbtune.results.checkpoints import DISK_ERRNOS, disk_error
+
+            if exc.errno in DISK_ERRNOS and self.recovery is not None:
+                raise disk_error(exc, self.recovery.run_dir) from exc
+            raise
         finally:
             pool.shutdown()
-        for trial in self.trials.values():
-            if trial.status in (PENDING, PAUSED, RUNNING):
-                trial.status = TERMINATED
-                self._emit("on_trial_end", trial)
+            if self.recovery is not None:
+                self.recovery.close()
+        if not self.interrupted:
+            for trial in self.trials.values():
+                if trial.status in (PENDING, PAUSED, RUNNING):
+                    trial.status = TERMINATED
+                    self._emit("on_trial_end", trial)
         summary = self.summary(wall_s, pool.size)
         self._emit("on_end", summary, best_state)
+        if self.recovery is not None and not self.interrupted:
+            from pbtune.results.journal import Journal
+
+            journal = Journal(self.recovery.run_dir)
+            journal.write({"event": "end", "final": True, "summary": summary}, sync=True)
+            journal.close()
         return summary
+
+    def _loop(self, pool: WorkerPool, inflight: dict[Any, tuple], t0: float,
+              deadline: float | None) -> None:
+        cfg = self.cfg
+        barrier = self._barrier_after(self.last_barrier)
+        while True:
+            if self.recovery is not None:
+                self.recovery.check()
+            if not self.stopping and deadline is not None and time.time() >= deadline:
+                self.stopping, self.stop_reason = True, "time_budget"
+            if self.stopping:
+                pool.signal_stop()
+            runnable = [] if self.stopping else [
+                t for t in self.trials.values()
+                if t.status in (PENDING, PAUSED) and t.iteration < barrier
+            ]
+            busy = {w for w, *_ in inflight.values()}
+            for worker in pool.idle(busy):
+                trial = choose_trial(worker, runnable, busy, policy=cfg.scheduling,
+                                     speeds=pool.speeds, mode=self.mode)
+                if trial is None:
+                    break
+                runnable.remove(trial)
+                trial.recover = ((trial.pending_state, trial.include_rng)
+                                 if trial.pending_state is not None else (trial.snapshot, True))
+                ref, best, snapshot = pool.submit(
+                    worker, trial, self._segment_end(trial, barrier), metric=self.metric,
+                    mode=self.mode, threshold=cfg.stop.metric_threshold,
+                    best_so_far=self._best_so_far(), deadline=deadline)
+                trial.status, trial.worker = RUNNING, worker
+                busy.add(worker)
+                inflight[ref] = (worker, trial, best, snapshot, time.time() - t0)
+            if not inflight:
+                live = [t for t in self.trials.values() if t.status in (PENDING, PAUSED)]
+                if self.stopping or not live:
+                    break
+                if not pool.idle(set()):
+                    raise RuntimeError("every worker was lost and none could be recreated")
+                self._perturb(pool, barrier)
+                self.last_barrier = barrier
+                barrier = self._barrier_after(barrier)
+                continue
+            done, _ = ray.wait(list(inflight), num_returns=1)
+            self._collect(pool, inflight, done[0], t0)
+
+    def _interrupt(self, pool: WorkerPool, inflight: dict[Any, tuple], t0: float) -> None:
+        """Ctrl-C: let running segments end after their current iteration, then stop."""
+        self.interrupted, self.stopping, self.stop_reason = True, True, "interrupted"
+        pool.signal_stop()
+        while inflight:  # a second Ctrl-C aborts this wait (the last cut stays the resume point)
+            done, _ = ray.wait(list(inflight), num_returns=1, timeout=60)
+            if not done:
+                break
+            self._collect(pool, inflight, done[0], t0)
+        for _worker, trial, *_ in inflight.values():  # did not finish: resume from its start
+            trial.status, trial.worker = PAUSED, None
+            trial.pending_state, trial.include_rng = trial.recover
+        self._journal({"event": "stop", "reason": "interrupted"}, True)
 
     def summary(self, wall_s: float, slots: int) -> dict[str, Any]:
         """The run's headline numbers (``summary.json``)."""
@@ -242,11 +399,19 @@ class NativeEngine:
             "compute_s": round(compute_s, 3),
             "slots": slots,
             "efficiency": round(compute_s / (slots * wall_s), 4) if wall_s > 0 else 0.0,
-            "iterations": sum(len(t.scores) for t in self.trials.values()),
+            "iterations": sum(t.results for t in self.trials.values()),
             "exploits": self.exploits,
             "trials": len(self.trials),
             "errors": errors,
+            "failures": {t.trial_id: t.failures for t in self.trials.values() if t.failures},
+            "resumed_from": self.resumed_from,
             "stop_reason": self.stop_reason,
             "engine": "native",
             "scheduling": self.cfg.scheduling,
         }
+
+
+def _events(run_dir: Path) -> list[dict[str, Any]]:
+    from pbtune.results.journal import read_journal
+
+    return read_journal(run_dir)[1]

@@ -42,19 +42,20 @@ class WorkerPool:
             raise UserError("no worker slot can be placed: " + "; ".join(plan.problems)
                             + " (run `pbtune plan` for the per-node table)")
         self.plan = plan
-        # Decoded once, put in the object store once: every worker maps the same arrays.
-        self.data_ref = ray.put(get(cfg.workload).load_data(dict(cfg.options)))
+        self.data_ref: Any = None
         self.signal = StopSignal.options(num_cpus=0).remote()
         threads = max(1, int(res.cpus_per_trial))
         workload = canonical_spec(cfg.workload)
         self.workers = []
+        self._args = (workload, dict(cfg.options), threads)
+        # Workers start (and import torch) while the driver decodes the data.
         for spec in plan.workers:
-            device = "cuda" if spec.num_gpus > 0 else "cpu"
-            handle = RemoteWorker.options(**actor_options(spec)).remote(
-                workload, dict(cfg.options), self.data_ref, spec.index, device, threads,
-                self.signal,
-            )
-            self.workers.append(handle)
+            self.workers.append(self._start(spec))
+        # Decoded once, put in the object store once: every worker maps the same arrays.
+        self.data_ref = ray.put(get(cfg.workload).load_data(dict(cfg.options)))
+        for handle in self.workers:
+            handle.set_data.remote(self.data_ref)
+        self.dead: set[int] = set()  # slots whose worker was lost and could not be recreated
         self.info = ray.get([w.info.remote() for w in self.workers])
         self.speeds: dict[int, float] = {}  # worker → iterations per compute second (EMA)
         self._stop_sent = False
@@ -69,9 +70,41 @@ class WorkerPool:
     def node_of(self, worker: int) -> str:
         return str(self.info[worker]["ip"])
 
+    def _start(self, spec: Any) -> Any:
+        workload, options, threads = self._args
+        device = "cuda" if spec.num_gpus > 0 else "cpu"
+        handle = RemoteWorker.options(**actor_options(spec)).remote(
+            workload, options, None, spec.index, device, threads, self.signal)
+        if self.data_ref is not None:  # a replacement worker: the data is shared already
+            handle.set_data.remote(self.data_ref)
+        return handle
+
+    def replace(self, worker: int, timeout_s: float = 60.0) -> bool:
+        """Recreate a lost worker on its planned node; False (slot retired) if that fails.
+
+        The slot's node may be gone (node removed, hard node affinity): then the slot is marked
+        dead and the remaining workers take its trials. The lost worker's live trials are the
+        engine's business (it restores them from their snapshots).
+        """
+        try:
+            ray.kill(self.workers[worker])
+        except Exception:  # already dead
+            pass
+        self.speeds.pop(worker, None)
+        spec = self.plan.workers[worker]
+        handle = self._start(spec)
+        try:
+            self.info[worker] = ray.get(handle.info.remote(), timeout=timeout_s)
+        except Exception:  # the node is gone or the actor cannot start there
+            ray.kill(handle)
+            self.dead.add(worker)
+            return False
+        self.workers[worker] = handle
+        return True
+
     def idle(self, busy: set[int]) -> list[int]:
         """Idle workers, fastest first (unmeasured ones count as fast so they get measured)."""
-        free = [w for w in range(self.size) if w not in busy]
+        free = [w for w in range(self.size) if w not in busy and w not in self.dead]
         return sorted(free, key=lambda w: (-self.speeds.get(w, float("inf")), w))
 
     def record_speed(self, worker: int, iterations: int, compute_s: float) -> None:
@@ -86,8 +119,12 @@ class WorkerPool:
             raise RuntimeError(f"trial {trial_id} has no live state on any worker")
         return self.workers[worker].export_state.remote(trial_id, drop)
 
-    def submit(self, worker: int, trial: Trial, target: int, **kwargs: Any) -> tuple[Any, Any]:
-        """Start the trial's next segment on ``worker``; moves its state there if needed."""
+    def submit(self, worker: int, trial: Trial, target: int,
+               **kwargs: Any) -> tuple[Any, Any, Any]:
+        """Start the trial's next segment on ``worker``; moves its state there if needed.
+
+        Returns ``(result, best_state, snapshot)`` ObjectRefs (see ``Worker.run``).
+        """
         state, include_rng = trial.pending_state, trial.include_rng
         if trial.worker is not None and trial.worker != worker:
             if state is None:  # plain move: take the live state from its holder

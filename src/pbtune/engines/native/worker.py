@@ -100,6 +100,10 @@ class Worker:
         self.process = psutil.Process()
         psutil.cpu_percent(interval=None)  # prime: the first reading is meaningless
 
+    def set_data(self, data: Any) -> None:
+        """Receive the node-shared data (an ObjectRef argument arrives as zero-copy arrays)."""
+        self.data = data
+
     def info(self) -> dict[str, Any]:
         """Where this worker runs (for the status table and the timeline)."""
         ctx = ray.get_runtime_context()
@@ -122,7 +126,7 @@ class Worker:
     def drop(self, trial_id: str) -> None:
         self.trials.pop(trial_id, None)
 
-    @ray.method(num_returns=2)
+    @ray.method(num_returns=3)
     def run(
         self,
         trial_id: str,
@@ -137,7 +141,7 @@ class Worker:
         threshold: float | None = None,
         best_so_far: float | None = None,
         deadline: float | None = None,
-    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
         """Train one trial up to ``target_iteration``, evaluating after every iteration.
 
         Stops early when the trial's metric reaches ``threshold``, its loss or metric stops being
@@ -148,12 +152,17 @@ class Worker:
             (seconds inside train + evaluate), ``iteration``, ``status`` (``"ok"``, ``"error"``) and
             ``error``; ``best_state`` is the trial's state at its iteration that beat ``best_so_far``
             (latest such), else ``None``. The engine returns it as a second object so the driver
-            keeps only a reference to it.
+            keeps only a reference to it. A third object is the trial's state at the segment end
+            (``None`` on error): the driver keeps a reference as the trial's recovery point if this
+            worker dies, as the donor state on exploit, and writes it as a checkpoint at multiples
+            of ``checkpoint_interval``. It costs one ``get_state`` per segment and one state per
+            live trial in the object store (the previous one is freed when the driver drops it).
         """
         rows: list[dict[str, Any]] = []
         compute_s = 0.0
         best_state = None
         best_iteration = None
+        polled = time.monotonic()
         try:
             workload = self.trials.get(trial_id)
             if workload is None:
@@ -179,11 +188,12 @@ class Worker:
                 value = float(eval_metrics[metric])
                 losses = [float(v) for k, v in row.items() if k.endswith("loss")]
                 if not math.isfinite(value) or not all(math.isfinite(v) for v in losses):
+                    self.trials.pop(trial_id, None)  # a diverged state is never continued
                     return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
                              "status": "error",
                              "error": f"non-finite metric or loss at iteration "
                                       f"{workload.iteration}: {metric}={value}, losses={losses}"},
-                            None)
+                            None, None)
                 if is_better(value, best_so_far, mode):
                     best_so_far = value
                     best_state = workload.get_state()
@@ -192,14 +202,20 @@ class Worker:
                     break
                 if deadline is not None and time.time() >= deadline:
                     break
-                if self.signal is not None and ray.get(self.signal.is_set.remote()):
-                    break
+                # Poll the stop signal at most every 0.1 s: an actor round trip per iteration
+                # would dominate short iterations (~1 ms each on a busy node).
+                if self.signal is not None and time.monotonic() - polled >= 0.1:
+                    polled = time.monotonic()
+                    if ray.get(self.signal.is_set.remote()):
+                        break
             return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
-                     "status": "ok", "error": None, "best_iteration": best_iteration}, best_state)
+                     "status": "ok", "error": None, "best_iteration": best_iteration}, best_state,
+                    workload.get_state())
         except Exception as exc:  # user code failed: the trial errors, the run goes on
             self.trials.pop(trial_id, None)
             return ({"rows": rows, "compute_s": compute_s, "iteration": None, "status": "error",
-                     "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}, None)
+                     "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}, None,
+                    None)
 
 
 RemoteWorker = ray.remote(Worker)

@@ -1,0 +1,117 @@
+"""``pbtune resume RUN_DIR``: continue a crashed or interrupted run where its journal left off."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pbtune.cli._common import add_command
+from pbtune.errors import UserError
+
+
+def load_run(run_dir: Path, overrides: list[str], address: str | None) -> tuple[Any, dict, list]:
+    """Validate a run directory and return ``(stored config, journal header, events)``.
+
+    Everything a user can get wrong is checked here, before Ray starts or a file changes: the
+    directory, the journal (present, pbtune's, this version), ``config.yaml`` unchanged since the
+    run started, and overrides that would change the experiment.
+    """
+    from pbtune.config import dump_yaml, load_config, resolve
+    from pbtune.results.journal import read_journal
+
+    if not run_dir.exists():
+        raise UserError(f"run directory {run_dir} does not exist; pass the directory printed by "
+                        "`pbtune run` (results/<experiment>/<run-id>)")
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a directory; pass a run directory "
+                        "(results/<experiment>/<run-id>)")
+    header, events = read_journal(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise UserError(f"{cfg_path} is missing; a run cannot be resumed without the config it "
+                        "started with")
+    digest = hashlib.sha256(cfg_path.read_bytes()).hexdigest()
+    if header.get("config_sha256") not in (None, digest):
+        raise UserError(f"{cfg_path} was edited after the run started (its sha256 differs from the "
+                        "journal's); restore it — resume always continues the experiment as it "
+                        "started (change settings in a new run)")
+    extra = [f"resources.address={address}"] if address else []
+    stored = resolve(load_config(str(cfg_path), extra, env={}))
+    if overrides:
+        wanted = resolve(load_config(str(cfg_path), [*extra, *overrides], env={}))
+        if dump_yaml(wanted) != dump_yaml(stored):
+            raise UserError(f"overrides {' '.join(overrides)} change the experiment stored in "
+                            f"{cfg_path}; resume uses the stored config — drop the overrides, or "
+                            "start a new run with them")
+    return stored, header, events
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Resume a crashed or interrupted run from its journal and checkpoints.
+
+    Restores the population (hyperparameters, iteration counters, lineage), the PBT RNG state,
+    the best result and the exploit count from the last consistent checkpoint, rolls trials.csv
+    and the PBT logs back to it, and continues in the same run directory.
+    """
+    from pbtune.cli.run import print_summary
+    from pbtune.engines import create_engine
+    from pbtune.reporting.progress import ProgressPrinter
+    from pbtune.results import ResultsWriter
+    from pbtune.results.checkpoints import CheckpointStore
+    from pbtune.results.journal import find_resume_point
+    from pbtune.results.rollback import rollback_pbt_logs, rollback_trials_csv
+
+    run_dir = Path(args.run_dir).expanduser()
+    overrides = list(args.set or [])
+    if args.seed is not None:
+        overrides.append(f"seed={args.seed}")
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    cfg, _header, events = load_run(run_dir, overrides, address)
+    if any(e.get("event") == "end" for e in events):
+        print(f"run {run_dir} already finished; nothing to resume (see summary.json)")
+        return 0
+    store = CheckpointStore(run_dir)
+    cut, messages = find_resume_point(run_dir, events, store.verify)
+    for message in messages:
+        print(f"warning: {message}", file=sys.stderr)
+    engine = create_engine(cfg, [])
+    engine.prepare()  # connect and start workers before any result file is rewritten
+    keep = {tid: rec["iteration"] if rec["status"] not in ("TERMINATED", "ERROR")
+            else rec.get("recorded", rec["iteration"]) for tid, rec in cut["trials"].items()}
+    counts, best = rollback_trials_csv(run_dir, keep, cfg.metric, cfg.mode)
+    exploits = rollback_pbt_logs(run_dir, int(cut.get("last_barrier", 0)))
+    engine.enable_recovery(run_dir)
+    engine.restore(cut, counts, best, exploits)
+    print(f"resuming {run_dir} from iteration {cut['iteration']} "
+          f"({sum(counts.values())} results kept)")
+    engine.callbacks.append(ResultsWriter(run_dir, append=True))
+    if not args.quiet:
+        engine.callbacks.append(ProgressPrinter(cfg.population * cfg.stop.max_iterations,
+                                                cfg.metric, cfg.mode,
+                                                interval_s=min(cfg.report_interval, 5)))
+    summary = engine.run()
+    print_summary(cfg, summary, run_dir)
+    return interrupted_exit(summary, run_dir)
+
+
+def interrupted_exit(summary: dict[str, Any], run_dir: Path) -> int:
+    """Exit code 130 and the resume command after Ctrl-C; 0 otherwise."""
+    if summary.get("stop_reason") != "interrupted":
+        return 0
+    print(f"interrupted; checkpoints written. Continue with: pbtune resume {run_dir}",
+          file=sys.stderr)
+    return 130
+
+
+def register(sub: Any) -> None:
+    parser = add_command(sub, "resume", cmd_resume)
+    parser.add_argument("run_dir", help="the run directory (results/<experiment>/<run-id>)")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="only accepted when it does not change the stored experiment")
+    parser.add_argument("--seed", type=int, help="must equal the run's seed")
+    parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS or local)")
+    parser.add_argument("--quiet", action="store_true", help="print only the final summary")

@@ -1,0 +1,148 @@
+"""Checkpoint files: atomic writes, sha256 verification, retention (no Ray imports).
+
+Why: a checkpoint is only useful if it is either complete and correct or visibly broken. Files are
+written to a temporary name, fsync'd, renamed into place and the directory fsync'd, so a crash
+leaves the old file or the new one, never half of one; the sha256 recorded with each checkpoint
+(in the journal) catches a file truncated or corrupted later, and resume then falls back to the
+previous checkpoint instead of loading garbage.
+
+Layout: ``<run_dir>/checkpoints/<trial_id>/iter_<n>.pt`` plus ``checkpoints/best.pt`` (the best
+result's state, rewritten when the best improves).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import io
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+from pbtune.errors import UserError
+
+#: errno values that mean "the disk, not the program": reported as a UserError with a resume hint.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS, errno.EPERM})
+
+
+class CheckpointCorrupt(ValueError):
+    """A checkpoint file is missing, truncated or does not match its recorded sha256."""
+
+
+def disk_error(exc: OSError, run_dir: Path) -> UserError:
+    """One-line UserError for a write that failed because of the disk (full, read-only, ...)."""
+    what = exc.strerror or str(exc)
+    return UserError(f"cannot write to {exc.filename or run_dir}: {what}; the run state up to the "
+                     f"last checkpoint is kept — free space or fix permissions, then run "
+                     f"`pbtune resume {run_dir}`")
+
+
+def _serialize(state: Any) -> bytes:
+    buf = io.BytesIO()
+    try:  # torch.save keeps tensors compact and loadable with torch.load
+        import torch
+
+        torch.save(state, buf)
+    except ImportError:  # torch-free workloads (tests, no-op benchmarks)
+        pickle.dump(state, buf, protocol=pickle.HIGHEST_PROTOCOL)
+    return buf.getvalue()
+
+
+def _deserialize(data: bytes) -> Any:
+    try:
+        import torch
+
+        return torch.load(io.BytesIO(data), weights_only=False)
+    except ImportError:
+        return pickle.loads(data)
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file, fsync and rename (then fsync the dir)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class CheckpointStore:
+    """Writes, verifies and prunes a run's checkpoints.
+
+    Args:
+        run_dir: the run directory; checkpoints go to ``run_dir/checkpoints``.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.root = self.run_dir / "checkpoints"
+
+    def path_for(self, trial_id: str, iteration: int) -> Path:
+        return self.root / trial_id / f"iter_{iteration:06d}.pt"
+
+    def save(self, trial_id: str, iteration: int, state: Any, name: str | None = None) -> dict:
+        """Write one state; returns its record ``{path, sha256, bytes, iteration}`` (path relative).
+
+        Raises:
+            OSError: on disk problems (callers turn them into :func:`disk_error`).
+        """
+        data = _serialize(state)
+        path = self.root / name if name else self.path_for(trial_id, iteration)
+        atomic_write(path, data)
+        return {"path": str(path.relative_to(self.run_dir)), "iteration": iteration,
+                "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+    def load(self, record: dict) -> Any:
+        """Read and verify a checkpoint written by :meth:`save`.
+
+        Raises:
+            CheckpointCorrupt: missing file, wrong size or checksum, or unreadable contents.
+        """
+        path = self.run_dir / record["path"]
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CheckpointCorrupt(f"{record['path']}: cannot read ({exc.strerror})") from exc
+        if hashlib.sha256(data).hexdigest() != record["sha256"]:
+            raise CheckpointCorrupt(f"{record['path']}: checksum mismatch ({len(data)} bytes, "
+                                    f"expected {record.get('bytes', '?')}); truncated or corrupt")
+        try:
+            return _deserialize(data)
+        except Exception as exc:  # a verified file that does not unpickle: treat as corrupt
+            raise CheckpointCorrupt(f"{record['path']}: unreadable ({exc})") from exc
+
+    def verify(self, record: dict) -> None:
+        """Check size and checksum without unpickling (cheap pre-flight on resume)."""
+        path = self.run_dir / record["path"]
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CheckpointCorrupt(f"{record['path']}: cannot read ({exc.strerror})") from exc
+        if hashlib.sha256(data).hexdigest() != record["sha256"]:
+            raise CheckpointCorrupt(f"{record['path']}: checksum mismatch ({len(data)} bytes, "
+                                    f"expected {record.get('bytes', '?')}); truncated or corrupt")
+
+    def prune(self, keep: set[str], written: list[str]) -> list[str]:
+        """Delete the files in ``written`` (relative paths) that are not in ``keep``.
+
+        Only files this run wrote are ever candidates, so nothing a user put there is touched.
+        Returns the paths that remain (the new ``written``).
+        """
+        remaining = []
+        for rel in written:
+            if rel in keep:
+                remaining.append(rel)
+                continue
+            try:
+                (self.run_dir / rel).unlink(missing_ok=True)
+            except OSError:
+                remaining.append(rel)
+        return remaining
