@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Mapping
@@ -89,6 +90,12 @@ class Worker:
 
             torch.set_num_threads(threads)
         self.cls = get(workload)
+        if "torch" in sys.modules:
+            # The first optimiser a process builds imports torch._dynamo (about 3 s here): pay it
+            # at start-up, while the driver decodes the data, not inside the first segment.
+            import torch
+
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
         self.options = dict(options)
         self.data = data
         self.index = index
