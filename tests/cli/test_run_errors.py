@@ -38,7 +38,7 @@ CASES = [
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(case, tmp_path, capsys, monkeypatch):
-    name, text, extra, words = case
+    _, text, extra, words = case
     monkeypatch.chdir(tmp_path)
     results = tmp_path / "results"
     args = ["run", "--results-dir", str(results)]

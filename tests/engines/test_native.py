@@ -8,8 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from pbtune.config import dump_yaml, load_config, resolve
 
+from pbtune.config import dump_yaml, load_config, resolve
 from pbtune.engines import create_engine
 from pbtune.results import ResultsWriter, create_run_dir, write_metadata
 
@@ -73,7 +73,8 @@ def test_pbt_run_exploits_exact_donor_state(ray_local, tmp_path):
     best = summary["best"]
     all_scores = [float(r["score"]) for t in rows.values() for r in t.values()]
     assert best["metric"] == pytest.approx(max(all_scores))
-    assert json.loads((run_dir / "summary.json").read_text())["best"]["trial_id"] == best["trial_id"]
+    stored = json.loads((run_dir / "summary.json").read_text())
+    assert stored["best"]["trial_id"] == best["trial_id"]
     for name in ("config.yaml", "meta.json", "trials.csv", "timeline.csv", "best_model.pt"):
         assert (run_dir / name).stat().st_size > 0, name
 
@@ -83,7 +84,7 @@ def test_same_seed_same_decisions(ray_local, tmp_path):
     second, dir2 = run(toy_config(scheduling="fifo"), tmp_path / "b")
     assert (dir1 / "pbt_global.txt").read_text() == (dir2 / "pbt_global.txt").read_text()
     assert first["best"] == second["best"]
-    third, dir3 = run(toy_config(seed=4), tmp_path / "c")
+    _, dir3 = run(toy_config(seed=4), tmp_path / "c")
     assert (dir3 / "pbt_global.txt").read_text() != (dir1 / "pbt_global.txt").read_text()
 
 
@@ -103,6 +104,8 @@ def test_threshold_stops_the_experiment(ray_local, tmp_path):
     assert summary["stop_reason"] == "metric_threshold"
     assert summary["best"]["metric"] >= 1.0
     assert summary["iterations"] < 4 * 50
+    rows = read_rows(run_dir)
+    assert sum(len(r) for r in rows.values()) == summary["iterations"]
 
 
 def test_non_finite_trial_is_contained(ray_local, tmp_path):

@@ -41,7 +41,7 @@ class Counter(Workload):
 
     def train(self, iterations: int = 1) -> dict[str, float]:
         for _ in range(iterations):
-            if self.options["raise_at"] is not None and self.iteration + 1 == self.options["raise_at"]:
+            if self.iteration + 1 == self.options["raise_at"]:
                 raise RuntimeError("boom in user code")
             time.sleep(self.options["sleep"])
             self.value += self.config["lr"]

@@ -74,10 +74,10 @@ class Callback:
         """A trial is created with its initial config."""
 
     def on_result(self, trial: Trial, row: dict[str, Any]) -> None:
-        """One iteration's metrics; ``row`` has ``iteration``, metrics, ``config``, ``worker``, ``node``."""
+        """One iteration's metrics: ``iteration``, metrics, ``config``, ``worker``, ``node``."""
 
     def on_segment(self, trial: Trial, worker: int, start_s: float, end_s: float) -> None:
-        """A trial ran on ``worker`` from ``start_s`` to ``end_s`` (seconds since the run started)."""
+        """A trial ran on ``worker`` from ``start_s`` to ``end_s`` (seconds since the start)."""
 
     def on_exploit(self, decision: Any) -> None:
         """A PBT decision (``pbtune.pbt.Decision``): target copied donor and explored."""

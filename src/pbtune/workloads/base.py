@@ -7,9 +7,9 @@ hyperparameters in place (so PBT's explore never rebuilds an optimiser and loses
 
 Life cycle, as every engine drives it::
 
-    data = WorkloadCls.load_data(options)          # once per node; plain arrays, shareable zero-copy
+    data = WorkloadCls.load_data(options)      # once per node; plain arrays, shared zero-copy
     w = WorkloadCls(config, data=data, options=options, seed=seed, device="cpu")
-    w.train(n)            -> {"loss": ...}           # n iterations (the workload defines one iteration)
+    w.train(n)            -> {"loss": ...}       # n iterations (the workload defines one)
     w.evaluate()          -> {"accuracy": ..., "loss": ...}
     s = w.get_state()     # model(s), optimiser(s), RNG, iteration: enough to continue bit-for-bit
     w.set_state(s)        # or set_state(donor_state, include_rng=False) on exploit
@@ -49,7 +49,7 @@ class Workload(ABC):
         default_metric: the metric PBT ranks by unless the config says otherwise.
         hyperparameters: names of the tunable hyperparameters ``apply_hyperparameters`` accepts.
         default_config: a value for every tunable hyperparameter.
-        default_param_space: a Ray-Tune-style search space (domain specs) for the initial population.
+        default_param_space: a Ray-Tune-style search space (domain specs) for the population.
         default_mutations: ``hyperparam_mutations`` used when the config gives none.
         default_options: fixed settings and their defaults (``options`` overrides them).
     """

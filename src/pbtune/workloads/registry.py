@@ -84,7 +84,7 @@ def _load_from_path(spec: str) -> type:
 
 
 def validate_workload_class(cls: Any, spec: str) -> type[Workload]:
-    """Check a user-supplied class against the interface; raise a UserError naming what is missing."""
+    """Check a user-supplied class against the interface; a UserError names what is missing."""
     if not isinstance(cls, type):
         raise UserError(f"workload {spec!r} is not a class")
     missing = missing_methods(cls)
@@ -101,7 +101,9 @@ def validate_workload_class(cls: Any, spec: str) -> type[Workload]:
         )
     for metric, mode in metrics.items():
         if mode not in ("max", "min"):
-            raise UserError(f"workload {spec!r}: metric {metric!r} has mode {mode!r}; use max or min")
+            raise UserError(
+                f"workload {spec!r}: metric {metric!r} has mode {mode!r}; use max or min"
+            )
     default_metric = getattr(cls, "default_metric", "") or next(iter(metrics))
     if default_metric not in metrics:
         raise UserError(
@@ -114,7 +116,7 @@ def validate_workload_class(cls: Any, spec: str) -> type[Workload]:
 
 
 def get(name: str) -> type[Workload]:
-    """Return the workload class for a registered name or a ``module:Class`` / ``file.py:Class`` spec."""
+    """The workload class for a registered name or a ``module:Class`` / ``file.py:Class`` spec."""
     _ensure_builtins()
     if name not in _REGISTRY and name in _LAZY:
         importlib.import_module(_LAZY[name])
@@ -129,7 +131,7 @@ def get(name: str) -> type[Workload]:
 
 
 def create(name: str, config: Mapping[str, Any] | None = None, **kwargs: Any) -> Workload:
-    """Instantiate a workload by name; ``kwargs`` go to the constructor (data, options, seed, device)."""
+    """Instantiate a workload by name; ``kwargs`` (data, options, seed, device) go to it."""
     return get(name)(config or {}, **kwargs)
 
 
