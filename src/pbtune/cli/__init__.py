@@ -16,7 +16,7 @@ from pbtune import __version__
 from pbtune.errors import UserError
 
 #: Command modules, in the order ``pbtune --help`` lists them.
-COMMANDS = ("run", "resume", "plan", "workloads", "runs", "report", "replay")
+COMMANDS = ("run", "resume", "plan", "workloads", "runs", "report", "replay", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,8 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workload", help="workload name or path/to/file.py:ClassName")
     parser.add_argument("--address", help="Ray cluster address (default: $RAY_ADDRESS or local)")
     parser.add_argument("--seed", type=int, help="seed for sampling and PBT decisions")
+    parser.add_argument("--engine", choices=("native", "tune"),
+                        help="native (default) or tune: Ray Tune's Tuner (docs/engines.md)")
 
 
 def add_results_dir(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +37,7 @@ def resolved_config(args: argparse.Namespace, extra: list[str] | None = None) ->
     from pbtune.config import load_config, resolve
 
     overrides = list(args.set or []) + list(extra or [])
-    for flag, key in (("workload", "workload"), ("seed", "seed"),
+    for flag, key in (("workload", "workload"), ("seed", "seed"), ("engine", "engine"),
                       ("address", "resources.address")):
         value = getattr(args, flag, None)
         if value is not None:

@@ -132,6 +132,18 @@ class FaultToleranceConfig(_Model):
     keep_checkpoints: Int = Field(2, ge=1)  # resume points (cuts) whose checkpoints are kept
 
 
+class TuneSettings(_Model):
+    """Ray Tune engine (``engine: tune``): which Tune scheduler and searcher; docs/engines.md."""
+
+    scheduler: Literal["pbt", "pb2", "asha", "hyperband", "fifo"] = "pbt"  # fifo = random search
+    search: Literal["random", "optuna"] = "random"  # optuna: non-PBT schedulers only
+    reuse_actors: bool = True  # reset_config instead of a new actor per trial switch
+    synch: bool = False  # PBT/PB2: Tune's synchronous mode (rank at equal progress)
+    grace_period: Int = Field(1, gt=0)  # iterations before ASHA may stop a trial
+    reduction_factor: Float = Field(3.0, gt=1)  # ASHA / HyperBand: keep 1/reduction_factor
+    policy_file: str | None = None  # pbt_policy_<trial>.txt: replay it (one trial)
+
+
 class ExperimentConfig(_Model):
     """One experiment: the workload, its search space, PBT settings, stopping and resources."""
 
@@ -151,6 +163,7 @@ class ExperimentConfig(_Model):
     report_interval: Float = Field(300.0, gt=0)  # INTERVAL_REPORT: seconds between text reports
     scheduling: Literal["affinity", "fifo", "speed-aware"] = "affinity"
     engine: Literal["native", "tune"] = "native"
+    tune: TuneSettings = TuneSettings()  # used when engine is "tune"
 
     @field_validator("name")
     @classmethod

@@ -9,7 +9,7 @@ from typing import Any
 
 from pbtune.engines.base import Callback, Trial
 
-ENGINES = ("native",)
+ENGINES = ("native", "tune")
 
 
 def create_engine(cfg: Any, callbacks: list[Callback]) -> Any:
@@ -18,6 +18,10 @@ def create_engine(cfg: Any, callbacks: list[Callback]) -> Any:
         from pbtune.engines.native.engine import NativeEngine
 
         return NativeEngine(cfg, callbacks)
+    if cfg.engine == "tune":
+        from pbtune.engines.tune.engine import TuneEngine
+
+        return TuneEngine(cfg, callbacks)
     from pbtune.errors import UserError
 
     raise UserError(f"engine {cfg.engine!r} is not available; valid: {', '.join(ENGINES)}")

@@ -15,5 +15,6 @@ from pbtune.workloads.registry import register_lazy  # isort: skip
 # The vision workloads import torchvision: registered by name, imported on first use.
 for _name in ("resnet18-cifar10", "resnet50-cifar100", "mlp-fashionmnist"):
     register_lazy(_name, "pbtune.workloads.vision")
+register_lazy("pbt-toy", "pbtune.workloads.toy")  # Jaderberg et al.'s toy problem
 
 __all__ = ["Workload", "create", "get", "list_workloads", "register"]

@@ -1,0 +1,124 @@
+"""``pbtune bench``: one workload and budget through native PBT, Ray Tune's PBT and random search.
+
+Why in the package (not only ``bench/``): "is the native engine worth it on *my* workload?" should
+be one command on the user's own config. Every method runs the same resolved config — the same
+seeded initial population and trial seeds, the same mutations and PBT settings, the same
+iterations per trial, the same Ray instance — and only the engine or the search changes:
+
+* ``native-pbt``: ``engine: native`` as configured;
+* ``tune-pbt``: ``engine: tune`` with ``tune.scheduler: pbt`` (Tune's asynchronous PBT, as Tune
+  users run it);
+* ``random``: the native engine with ``pbt.enabled: false`` — the same population trained for the
+  same budget without exploit/explore (the ablation PBT must beat).
+
+Timing: ``end_to_end_s`` is measured around ``prepare()`` + ``run()`` for every method, so start-up
+cannot flatter either engine; ``wall_s`` and ``efficiency`` are each engine's own definitions.
+With ``seeds = N`` each method runs with seeds 0..N-1 and the table shows medians.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+METHODS = ("native-pbt", "tune-pbt", "random")
+
+
+def method_config(cfg: Any, method: str, seed: int) -> Any:
+    """``cfg`` for one method and seed (frozen pydantic models: copied, never mutated)."""
+    update: dict[str, Any] = {"seed": seed, "engine": "native"}
+    if method == "tune-pbt":
+        update["engine"] = "tune"
+        update["tune"] = cfg.tune.model_copy(
+            update={"scheduler": "pbt", "search": "random", "policy_file": None})
+    elif method == "random":
+        update["pbt"] = cfg.pbt.model_copy(update={"enabled": False})
+    elif method != "native-pbt":
+        raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
+    return cfg.model_copy(update=update)
+
+
+def run_method(cfg: Any) -> dict[str, Any]:
+    """One run, no result files; the summary's headline numbers plus ``end_to_end_s``."""
+    from pbtune.engines import create_engine
+
+    start = time.perf_counter()
+    engine = create_engine(cfg, [])
+    engine.prepare()
+    summary = engine.run()
+    end_to_end = time.perf_counter() - start
+    best = summary.get("best") or {}
+    return {"seed": cfg.seed, "best": best.get("metric"), "wall_s": summary["wall_s"],
+            "end_to_end_s": round(end_to_end, 3), "efficiency": summary["efficiency"],
+            "exploits": summary["exploits"], "iterations": summary["iterations"],
+            "slots": summary["slots"], "errors": len(summary.get("errors") or {})}
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    kept = [float(v) for v in values if v is not None]
+    return statistics.median(kept) if kept else None
+
+
+def run_bench(cfg: Any, seeds: int, methods: Sequence[str] = METHODS,
+              progress: Callable[[str], None] = print) -> dict[str, Any]:
+    """Every method × seed; returns per-run rows, per-method medians and the ratios."""
+    from pbtune.cluster import connect
+
+    # Ray itself starts once, before any timing: it is not part of either engine.
+    connect(cfg.resources.address)
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
+    for seed in range(seeds):
+        for method in methods:
+            row = run_method(method_config(cfg, method, seed))
+            runs[method].append(row)
+            progress(f"seed {seed} {method}: best {row['best']}, end-to-end "
+                     f"{row['end_to_end_s']:.1f} s, exploits {row['exploits']}")
+    medians = {m: {k: _median([r[k] for r in rows]) for k in
+                   ("best", "wall_s", "end_to_end_s", "efficiency", "exploits")}
+               for m, rows in runs.items()}
+    return {"workload": cfg.workload, "metric": cfg.metric, "mode": cfg.mode,
+            "population": cfg.population, "max_iterations": cfg.stop.max_iterations,
+            "perturbation_interval": cfg.pbt.perturbation_interval, "seeds": seeds,
+            "runs": runs, "median": medians, "ratios": ratios(medians)}
+
+
+def ratios(medians: dict[str, dict[str, float | None]]) -> dict[str, float | None]:
+    """Native vs Tune wall time (end to end and engine wall), each method's best vs random."""
+    def div(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 4) if a is not None and b else None
+
+    native, tune, rand = (medians.get(m, {}) for m in METHODS)
+    out = {
+        "native_over_tune_end_to_end": div(native.get("end_to_end_s"), tune.get("end_to_end_s")),
+        "native_over_tune_wall": div(native.get("wall_s"), tune.get("wall_s")),
+    }
+    for name, med in (("native", native), ("tune", tune)):
+        if med.get("best") is not None and rand.get("best") is not None:
+            out[f"{name}_best_minus_random"] = round(med["best"] - rand["best"], 6)
+    if native.get("best") is not None and tune.get("best") is not None:
+        out["native_best_minus_tune"] = round(native["best"] - tune["best"], 6)
+    return out
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """A Markdown table of the medians and the ratio lines (pasted into docs as is)."""
+    metric = result["metric"]
+    lines = [f"| method | median best {metric} | median end-to-end s | median engine wall s "
+             "| median efficiency | median exploits |", "|---|---|---|---|---|---|"]
+    for method, med in result["median"].items():
+        def f(key: str, fmt: str, med: dict = med) -> str:
+            return "–" if med[key] is None else format(med[key], fmt)
+        lines.append(f"| {method} | {f('best', '.4f')} | {f('end_to_end_s', '.1f')} | "
+                     f"{f('wall_s', '.1f')} | {f('efficiency', '.2f')} | {f('exploits', '.0f')} |")
+    lines.append("")
+    for key, value in result["ratios"].items():
+        lines.append(f"- {key}: {'–' if value is None else value}")
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    Path(path).write_text(json.dumps(result, indent=2, default=str) + "\n")

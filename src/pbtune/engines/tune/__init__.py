@@ -1,0 +1,1 @@
+"""The Ray Tune engine (``engine: tune``): pbtune workloads and configs through ``tune.Tuner``."""

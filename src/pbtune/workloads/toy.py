@@ -1,0 +1,151 @@
+"""``pbt-toy``: the toy problem of Jaderberg et al. (2017), "Population Based Training", §4.1.
+
+Why: comparing search methods on a neural network mixes the search's quality with training noise
+and costs minutes per run. The toy problem isolates the search: the true objective is
+``Q(θ) = 1.2 − θ₀² − θ₁²`` (maximum 1.2 at θ = 0), but a member only ever climbs its *surrogate*
+``Q̂(θ|h) = 1.2 − h₀θ₀² − h₁θ₁²`` by gradient ascent, so its hyperparameters ``h`` decide how fast
+each coordinate of θ shrinks. A member with ``h = (1, 0)`` never moves θ₁; PBT, by copying θ from
+the best member and perturbing ``h``, combines progress made under different ``h`` — which no single
+fixed ``h`` of the same budget can. Each run takes milliseconds of compute, so engine and search
+comparisons over many seeds are cheap.
+
+θ is a tiny torch parameter driven by ``torch.optim.SGD`` (step size ``step_size`` per step,
+``steps_per_iteration`` steps per iteration), so the workload keeps the engine contract of the
+torch workloads (optimiser object kept across hyperparameter changes, CPU tensors in the state).
+The problem is deterministic: no data, no RNG; ``seed`` is accepted and ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import torch
+
+from pbtune.errors import UserError
+from pbtune.workloads.base import Workload
+from pbtune.workloads.registry import register
+
+_STATE_KEYS = ("theta", "optimizer", "iteration", "config")
+_OPTIMUM = 1.2  # Q(0, 0): the best score any member can reach
+
+
+@register()
+class PBTToy(Workload):
+    """Gradient ascent on the surrogate ``Q̂(θ|h)``; reports the true ``Q(θ)`` as ``score``."""
+
+    name: ClassVar[str] = "pbt-toy"
+    metrics: ClassVar[Mapping[str, str]] = {"score": "max", "loss": "min"}
+    default_metric: ClassVar[str] = "score"
+    hyperparameters: ClassVar[tuple[str, ...]] = ("h0", "h1")
+    default_config: ClassVar[Mapping[str, Any]] = {"h0": 0.5, "h1": 0.5}
+    default_param_space: ClassVar[Mapping[str, Any]] = {
+        "h0": {"uniform": [0.0, 1.0]}, "h1": {"uniform": [0.0, 1.0]},
+    }
+    default_mutations: ClassVar[Mapping[str, Any]] = {
+        "h0": {"uniform": [0.0, 1.0]}, "h1": {"uniform": [0.0, 1.0]},
+    }
+    default_options: ClassVar[Mapping[str, Any]] = {
+        "step_size": 0.01,  # gradient-ascent step on the surrogate (the paper's 0.01)
+        "steps_per_iteration": 4,  # optimiser steps per training iteration
+        "theta_init": (0.9, 0.9),  # the paper's starting point: Q = 1.2 - 2 × 0.81 = -0.42
+    }
+
+    @classmethod
+    def _resolve_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        opts = {**cls.default_options, **dict(options or {})}
+        unknown = sorted(set(opts) - set(cls.default_options))
+        if unknown:
+            raise UserError(f"{cls.name}: unknown options {unknown}; valid: "
+                            f"{sorted(cls.default_options)}")
+        if float(opts["step_size"]) <= 0:
+            raise UserError(f"{cls.name}: step_size must be > 0, got {opts['step_size']}")
+        if int(opts["steps_per_iteration"]) < 1:
+            raise UserError(f"{cls.name}: steps_per_iteration must be >= 1, "
+                            f"got {opts['steps_per_iteration']}")
+        if len(opts["theta_init"]) != 2:
+            raise UserError(f"{cls.name}: theta_init needs two numbers, got {opts['theta_init']}")
+        return opts
+
+    @classmethod
+    def load_data(cls, options: Mapping[str, Any]) -> None:
+        """No data: the objective is a formula."""
+        cls._resolve_options(options)
+        return None
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        *,
+        data: Any = None,
+        options: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+    ) -> None:
+        self._check_keys(config)
+        super().__init__(config, data=data, options=options, seed=seed, device="cpu")
+        self.options = self._resolve_options(options)
+        # float64: thousands of tiny steps must not drift with float32 rounding.
+        init = [float(v) for v in self.options["theta_init"]]
+        self.theta = torch.nn.Parameter(torch.tensor(init, dtype=torch.float64))
+        self.optimizer = torch.optim.SGD([self.theta], lr=float(self.options["step_size"]))
+        self.h = torch.zeros(2, dtype=torch.float64)
+        self.apply_hyperparameters(self.config)
+
+    def _check_keys(self, config: Mapping[str, Any]) -> None:
+        unknown = sorted(set(config) - set(self.hyperparameters))
+        if unknown:
+            raise KeyError(f"{self.name}: unknown hyperparameters {unknown}; "
+                           f"valid: {list(self.hyperparameters)}")
+
+    def apply_hyperparameters(self, config: Mapping[str, Any]) -> None:
+        """In place: ``h`` is read by the next step; the optimiser object is kept."""
+        self._check_keys(config)
+        for i, key in enumerate(self.hyperparameters):
+            if key in config:
+                self.h[i] = float(config[key])
+                self.config[key] = float(config[key])
+
+    def _true_score(self) -> float:
+        with torch.no_grad():
+            return float(_OPTIMUM - (self.theta**2).sum().item())
+
+    def train(self, iterations: int = 1) -> dict[str, float]:
+        """``steps_per_iteration`` ascent steps on ``Q̂(θ|h)`` per iteration; returns ``−Q̂``."""
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        surrogate = torch.zeros((), dtype=torch.float64)
+        for _ in range(iterations):
+            for _ in range(int(self.options["steps_per_iteration"])):
+                surrogate = _OPTIMUM - (self.h * self.theta**2).sum()
+                self.optimizer.zero_grad(set_to_none=True)
+                (-surrogate).backward()  # ascent on Q̂ = descent on −Q̂
+                self.optimizer.step()
+            self.iteration += 1
+        return {"loss": -float(surrogate.item()), "surrogate": float(surrogate.item())}
+
+    def evaluate(self) -> dict[str, float]:
+        """The true objective ``Q(θ)`` (``score``, at most 1.2) and ``loss = −score``."""
+        score = self._true_score()
+        return {"score": score, "loss": -score, "theta0": float(self.theta[0].detach()),
+                "theta1": float(self.theta[1].detach())}
+
+    def get_state(self) -> dict[str, Any]:
+        """θ, the optimiser (plain SGD has no buffers, kept for the contract), iteration, h."""
+        return {
+            "theta": self.theta.detach().clone(),
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": int(self.iteration),
+            "config": dict(self.config),
+        }
+
+    def set_state(self, state: Mapping[str, Any], *, include_rng: bool = True) -> None:
+        """Copy θ in; ``include_rng`` is moot (the toy has no randomness)."""
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise KeyError(f"{self.name}: state is missing {missing}")
+        with torch.no_grad():
+            self.theta.copy_(torch.as_tensor(state["theta"], dtype=torch.float64))
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration = int(state["iteration"])
+        self.apply_hyperparameters(state["config"])
