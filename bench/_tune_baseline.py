@@ -89,12 +89,16 @@ def make_train_fn(workload: str, options: Mapping[str, Any], seeds: Sequence[int
         import torch
         from ray import tune
 
+        from pbtune.engines.native.node_options import resolve_here
         from pbtune.workloads import get
 
         cls = get(workload)
         idx = int(config["idx"])
         hyper = _hyperparameters(config, cls.hyperparameters)
-        model = cls(hyper, data=data, options=options, seed=seeds[idx], device="cpu")
+        # Per-node options (slowdown: {"slow": 3.0}) resolved on this trial's node, as pbtune's
+        # workers do, so both engines see the same slow nodes (heterogeneous.py).
+        model = cls(hyper, data=data, options=resolve_here(options), seed=seeds[idx],
+                    device="cpu")
 
         checkpoint = tune.get_checkpoint()
         if checkpoint:

@@ -25,7 +25,7 @@ class Counter(Workload):
     default_config = {"lr": 0.1}
     default_param_space = {"lr": {"uniform": [0.0, 1.0]}}
     default_mutations = {"lr": {"uniform": [0.0, 1.0]}}
-    default_options = {"nan_above": None, "sleep": 0.0, "raise_at": None}
+    default_options = {"nan_above": None, "sleep": 0.0, "raise_at": None, "slowdown": 1.0}
 
     @classmethod
     def load_data(cls, options: Mapping[str, Any]) -> Any:
@@ -43,7 +43,8 @@ class Counter(Workload):
         for _ in range(iterations):
             if self.iteration + 1 == self.options["raise_at"]:
                 raise RuntimeError("boom in user code")
-            time.sleep(self.options["sleep"])
+            # slowdown: a per-node factor (the worker resolves {"slow": 3.0} to a float).
+            time.sleep(self.options["sleep"] * float(self.options["slowdown"]))
             self.value += self.config["lr"]
             self.iteration += 1
         return {"loss": math.nan if self._broken() else -self.value}

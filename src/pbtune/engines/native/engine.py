@@ -39,10 +39,11 @@ from pbtune.engines.base import (
     is_better,
     reached,
 )
+from pbtune.engines.native.dispatch import assign
+from pbtune.engines.native.elastic import WATCH_INTERVAL_S, NodeWatcher
 from pbtune.engines.native.failures import FailureHandler
 from pbtune.engines.native.pool import WorkerPool
 from pbtune.engines.native.recovery import Recovery, restore_trials
-from pbtune.engines.native.scheduling import choose_trial
 from pbtune.pbt import PBTPolicy, PBTSettings, parse_space, sample_config
 
 
@@ -103,6 +104,7 @@ class NativeEngine:
         self.recovery: Recovery | None = None
         self.failures = FailureHandler(self)
         self.startup_s = 0.0  # seconds to connect, plan, start workers and share the data
+        self.watch_interval_s = WATCH_INTERVAL_S  # s between node join/leave polls (elastic)
 
     def prepare(self) -> None:
         """Connect to Ray, plan and start the workers, share the data.
@@ -331,6 +333,7 @@ class NativeEngine:
               deadline: float | None) -> None:
         cfg = self.cfg
         barrier = self._barrier_after(self.last_barrier)
+        watcher = NodeWatcher(pool, self.watch_interval_s)
         while True:
             if self.recovery is not None:
                 self.recovery.check()
@@ -342,12 +345,16 @@ class NativeEngine:
                 t for t in self.trials.values()
                 if t.status in (PENDING, PAUSED) and t.iteration < barrier
             ]
+            if watcher.poll():  # nodes joined or left (elastic.py)
+                self._journal({"event": "membership", **watcher.events[-1]}, sync=True)
             busy = {w for w, *_ in inflight.values()}
-            for worker in pool.idle(busy):
-                trial = choose_trial(worker, runnable, busy, policy=cfg.scheduling,
-                                     speeds=pool.speeds, mode=self.mode)
-                if trial is None:
-                    break
+            now = time.time() - t0
+            running = {w: (now - started, self._segment_end(t, barrier) - t.iteration)
+                       for w, t, _b, _s, started in inflight.values()}  # s run, iterations
+            for worker, trial in assign(
+                    pool.idle(busy), runnable, running, policy=cfg.scheduling,
+                    speeds=pool.speeds, mode=self.mode,
+                    length=lambda t, b=barrier: self._segment_end(t, b) - t.iteration):
                 runnable.remove(trial)
                 trial.recover = ((trial.pending_state, trial.include_rng)
                                  if trial.pending_state is not None else (trial.snapshot, True))
@@ -368,8 +375,10 @@ class NativeEngine:
                 self.last_barrier = barrier
                 barrier = self._barrier_after(barrier)
                 continue
-            done, _ = ray.wait(list(inflight), num_returns=1)
-            self._collect(pool, inflight, done[0], t0)
+            # Timeout: membership is polled even while every worker is in a long segment.
+            done, _ = ray.wait(list(inflight), num_returns=1, timeout=watcher.interval_s)
+            if done:
+                self._collect(pool, inflight, done[0], t0)
 
     def _interrupt(self, pool: WorkerPool, inflight: dict[Any, tuple], t0: float) -> None:
         """Ctrl-C: let running segments end after their current iteration, then stop."""

@@ -7,12 +7,14 @@ data reference, the stop signal, per-worker speed — lives here.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import ray
 
 from pbtune.cluster import actor_options, cluster_nodes, connect, plan_cluster
 from pbtune.engines.base import Trial
+from pbtune.engines.native.node_options import driver_options
 from pbtune.engines.native.worker import RemoteWorker, StopSignal
 from pbtune.errors import UserError
 
@@ -42,6 +44,8 @@ class WorkerPool:
             raise UserError("no worker slot can be placed: " + "; ".join(plan.problems)
                             + " (run `pbtune plan` for the per-node table)")
         self.plan = plan
+        self.specs = list(plan.workers)  # slot → WorkerSpec; grows when nodes join (elastic)
+        self._res = res
         self.data_ref: Any = None
         self.signal = StopSignal.options(num_cpus=0).remote()
         threads = max(1, int(res.cpus_per_trial))
@@ -52,12 +56,13 @@ class WorkerPool:
         for spec in plan.workers:
             self.workers.append(self._start(spec))
         # Decoded once, put in the object store once: every worker maps the same arrays.
-        self.data_ref = ray.put(get(cfg.workload).load_data(dict(cfg.options)))
+        self.data_ref = ray.put(get(cfg.workload).load_data(driver_options(cfg.options)))
         for handle in self.workers:
             handle.set_data.remote(self.data_ref)
         self.dead: set[int] = set()  # slots whose worker was lost and could not be recreated
         self.info = ray.get([w.info.remote() for w in self.workers])
         self.speeds: dict[int, float] = {}  # worker → iterations per compute second (EMA)
+        self.starting: dict[int, Any] = {}  # grown worker → its pending info() reference
         self._stop_sent = False
 
     @property
@@ -91,7 +96,9 @@ class WorkerPool:
         except Exception:  # already dead
             pass
         self.speeds.pop(worker, None)
-        spec = self.plan.workers[worker]
+        spec = self.specs[worker]
+        if worker in self.dead:  # retired with its node (elastic.retire): nowhere to go
+            return False
         handle = self._start(spec)
         try:
             self.info[worker] = ray.get(handle.info.remote(), timeout=timeout_s)
@@ -102,9 +109,61 @@ class WorkerPool:
         self.workers[worker] = handle
         return True
 
+    # -- elasticity (see engines/native/elastic.py) ---------------------------------------------
+    def grow(self, nodes: list[Any]) -> list[int]:
+        """Start workers on nodes that joined mid-run; returns the new slot indices.
+
+        The new nodes are planned with the run's own resource settings (per-trial resources,
+        reserve, ``resource_allocation``), and ``resources.slots`` still caps the live total.
+        Non-blocking: a new worker takes work once it has started (it imports torch, seconds),
+        see :meth:`adopt`; meanwhile the driver keeps dispatching to the others.
+        """
+        res = self._res
+        room = None if res.slots is None else max(0, res.slots - (self.size - len(self.dead)))
+        plan = plan_cluster(nodes, cpus_per_trial=res.cpus_per_trial,
+                            gpus_per_trial=res.gpus_per_trial, reserve_cpus=res.reserve_cpus,
+                            resource_allocation=dict(res.resource_allocation) or None, slots=room)
+        specs = [replace(s, index=self.size + i) for i, s in enumerate(plan.workers)]
+        if room == 0 or not specs:
+            return []
+        for spec in specs:
+            handle = self._start(spec)
+            self.specs.append(spec)
+            self.workers.append(handle)
+            self.info.append({"index": spec.index, "node_id": spec.node_id, "ip": spec.ip})
+            self.starting[spec.index] = handle.info.remote()
+        return [spec.index for spec in specs]
+
+    def adopt(self) -> list[int]:
+        """Grown workers that have finished starting (they become idle, so they get trials)."""
+        if not self.starting:
+            return []
+        refs = {ref: w for w, ref in self.starting.items()}
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+        out = []
+        for ref in ready:
+            worker = refs[ref]
+            del self.starting[worker]
+            try:
+                self.info[worker] = ray.get(ref)
+                out.append(worker)
+            except ray.exceptions.RayError:  # its node left before it started
+                self.dead.add(worker)
+        return out
+
+    def retire(self, node_ids: set[str]) -> list[int]:
+        """Mark the workers of nodes that left as dead (their trials move on from snapshots)."""
+        gone = [w for w, spec in enumerate(self.specs)
+                if spec.node_id in node_ids and w not in self.dead]
+        self.dead.update(gone)
+        for w in gone:
+            self.speeds.pop(w, None)
+        return gone
+
     def idle(self, busy: set[int]) -> list[int]:
         """Idle workers, fastest first (unmeasured ones count as fast so they get measured)."""
-        free = [w for w in range(self.size) if w not in busy and w not in self.dead]
+        free = [w for w in range(self.size)
+                if w not in busy and w not in self.dead and w not in self.starting]
         return sorted(free, key=lambda w: (-self.speeds.get(w, float("inf")), w))
 
     def record_speed(self, worker: int, iterations: int, compute_s: float) -> None:
@@ -127,7 +186,12 @@ class WorkerPool:
         """
         state, include_rng = trial.pending_state, trial.include_rng
         if trial.worker is not None and trial.worker != worker:
-            if state is None:  # plain move: take the live state from its holder
+            if state is None and trial.snapshot is not None:  # plain move (elastic): the
+                # segment-end snapshot *is* the live state; using it never waits for a busy
+                # holder nor needs one whose node left.
+                state, include_rng = trial.snapshot, True
+                self.workers[trial.worker].drop.remote(trial.trial_id)
+            elif state is None:  # plain move: take the live state from its holder
                 state, include_rng = self.export(trial.worker, trial.trial_id, drop=True), True
             else:  # exploit: the old holder's copy is obsolete
                 self.workers[trial.worker].drop.remote(trial.trial_id)

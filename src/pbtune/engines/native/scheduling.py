@@ -9,9 +9,12 @@ used well. Policies:
   (that move has to wait for the holder to finish its segment).
 - ``fifo``: the runnable trial that has waited longest (lowest iteration, then id), wherever its
   state lives.
-- ``speed-aware``: like ``affinity``, but when several trials are runnable the fastest worker gets
-  the most promising (best latest score) and the slowest the least; a fast idle worker also takes
-  from a slow worker's queue before that worker gets to it.
+- ``speed-aware``: the driver plans the rest of the generation with earliest-finish-time list
+  scheduling over measured worker speeds (:mod:`~pbtune.engines.native.dispatch`): the most
+  promising trials go to the fastest workers, a fast worker that frees up soon takes work a
+  straggler would otherwise start, and a slow worker may decline a segment a faster one will finish
+  earlier. :func:`choose_trial` below is its one-worker-at-a-time form (fastest gets the most
+  promising), kept for callers that place one worker at a time.
 """
 
 from __future__ import annotations
@@ -80,5 +83,5 @@ def choose_trial(
     # Trials this worker can take without waiting (its own, new, or held by an idle worker).
     cheap = [t for t in runnable if tier(t) <= 2] or list(runnable)
     by_promise = sorted(cheap, key=lambda t: (-_score(t, mode), t.trial_id))
-    pick = min(int(round(fraction * (len(by_promise) - 1))), len(by_promise) - 1)
+    pick = min(round(fraction * (len(by_promise) - 1)), len(by_promise) - 1)
     return by_promise[pick]

@@ -24,6 +24,7 @@ from typing import Any
 import ray
 
 from pbtune.engines.base import is_better, reached
+from pbtune.engines.native.node_options import resolve_here
 
 
 @ray.remote
@@ -96,7 +97,9 @@ class Worker:
             import torch
 
             torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-        self.options = dict(options)
+        # Per-node options (``slowdown: {"slow": 3.0}``) become plain values for this node here,
+        # so workloads never see a mapping nor need Ray (see node_options).
+        self.options = resolve_here(options)
         self.data = data
         self.index = index
         self.device = device
