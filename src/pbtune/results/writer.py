@@ -75,7 +75,8 @@ class ResultsWriter(Callback):
 
     # -- trials.csv --------------------------------------------------------------------------------
     def _open_csv(self, row: dict[str, Any]) -> csv.DictWriter:
-        metrics = sorted(k for k in row if k not in {"trial_id", "iteration", "config", *META_COLUMNS})
+        skip = {"trial_id", "iteration", "config", *META_COLUMNS}
+        metrics = sorted(k for k in row if k not in skip)
         params = [f"config/{k}" for k in flatten(row["config"])]
         fields = ["trial_id", "iteration", *metrics, *params, *META_COLUMNS]
         path = self.run_dir / "trials.csv"

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pbtune.cluster import actor_options, cluster_nodes, connect, plan_cluster
 from pbtune.engines.base import Trial
@@ -47,7 +48,9 @@ class WorkerPool:
         self.specs = list(plan.workers)  # slot → WorkerSpec; grows when nodes join (elastic)
         self._res = res
         self.data_ref: Any = None
-        self.signal = StopSignal.options(num_cpus=0).remote()
+        # On the driver's node: the signal must outlive any worker node that leaves.
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        self.signal = StopSignal.options(num_cpus=0, scheduling_strategy=here).remote()
         threads = max(1, int(res.cpus_per_trial))
         workload = canonical_spec(cfg.workload)
         self.workers = []

@@ -29,7 +29,7 @@ from pbtune.engines.native.node_options import resolve_here
 
 @ray.remote
 class StopSignal:
-    """A tiny flag workers poll between iterations so a run can stop mid-segment (threshold, Ctrl-C)."""
+    """A flag workers poll between iterations so a run can stop mid-segment (threshold, Ctrl-C)."""
 
     def __init__(self) -> None:
         self._set = False
@@ -110,6 +110,13 @@ class Worker:
         self.process = psutil.Process()
         psutil.cpu_percent(interval=None)  # prime: the first reading is meaningless
 
+    def _stop_requested(self) -> bool:
+        """Whether the run asked segments to end; a lost signal (its node left) means no."""
+        try:
+            return bool(ray.get(self.signal.is_set.remote(), timeout=10))
+        except (ray.exceptions.RayError, TimeoutError):
+            return False
+
     def set_data(self, data: Any) -> None:
         """Receive the node-shared data (an ObjectRef argument arrives as zero-copy arrays)."""
         self.data = data
@@ -129,7 +136,7 @@ class Worker:
         return sorted(self.trials)
 
     def export_state(self, trial_id: str, drop: bool = False) -> dict[str, Any]:
-        """The trial's full current state (CPU tensors); ``drop`` forgets it here (the trial moves)."""
+        """The trial's full current state (CPU tensors); ``drop`` forgets it here (it moves)."""
         workload = self.trials.pop(trial_id) if drop else self.trials[trial_id]
         return workload.get_state()
 
@@ -158,11 +165,11 @@ class Worker:
         finite, the wall clock passes ``deadline`` (epoch seconds) or the run's stop signal is set.
 
         Returns:
-            ``(result, best_state)``: ``result`` has ``rows`` (one dict per iteration), ``compute_s``
-            (seconds inside train + evaluate), ``iteration``, ``status`` (``"ok"``, ``"error"``) and
-            ``error``; ``best_state`` is the trial's state at its iteration that beat ``best_so_far``
-            (latest such), else ``None``. The engine returns it as a second object so the driver
-            keeps only a reference to it. A third object is the trial's state at the segment end
+            ``(result, best_state, snapshot)`` as three objects, so the driver keeps only
+            references to the states. ``result`` has ``rows`` (one dict per iteration),
+            ``compute_s`` (seconds inside train + evaluate), ``iteration``, ``status`` (``"ok"``,
+            ``"error"``) and ``error``; ``best_state`` is the trial's state at its iteration that
+            beat ``best_so_far`` (latest such), else ``None``; ``snapshot`` is the state at the end
             (``None`` on error): the driver keeps a reference as the trial's recovery point if this
             worker dies, as the donor state on exploit, and writes it as a checkpoint at multiples
             of ``checkpoint_interval``. It costs one ``get_state`` per segment and one state per
@@ -216,7 +223,7 @@ class Worker:
                 # would dominate short iterations (~1 ms each on a busy node).
                 if self.signal is not None and time.monotonic() - polled >= 0.1:
                     polled = time.monotonic()
-                    if ray.get(self.signal.is_set.remote()):
+                    if self._stop_requested():
                         break
             return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
                      "status": "ok", "error": None, "best_iteration": best_iteration}, best_state,
