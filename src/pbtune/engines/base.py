@@ -103,3 +103,29 @@ def reached(value: float, threshold: float | None, mode: str) -> bool:
     if threshold is None or not math.isfinite(value):
         return False
     return value >= threshold if mode == "max" else value <= threshold
+
+
+def run_summary(*, best: dict[str, Any] | None, metric: str, mode: str, wall_s: float,
+                startup_s: float, trials: Any, slots: int, exploits: int, population: int,
+                **extra: Any) -> dict[str, Any]:
+    """The ``summary.json`` keys every engine writes (``extra`` adds engine-specific ones).
+
+    ``trials`` are objects with ``compute_s`` and ``results`` (iterations reported).
+    ``efficiency = compute_s / (slots × wall_s)``: the share of slot time spent training.
+    """
+    trials = list(trials)
+    compute_s = sum(t.compute_s for t in trials)
+    return {
+        "best": best,
+        "metric": metric,
+        "mode": mode,
+        "wall_s": round(wall_s, 3),
+        "startup_s": round(startup_s, 3),
+        "compute_s": round(compute_s, 3),
+        "slots": slots,
+        "efficiency": round(compute_s / (slots * wall_s), 4) if wall_s > 0 else 0.0,
+        "iterations": sum(t.results for t in trials),
+        "exploits": exploits,
+        "trials": population,
+        **extra,
+    }

@@ -20,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from pbtune.engines.base import Callback, Trial
-from pbtune.reporting.status import RunState, format_duration
+from pbtune.reporting.status import RunState, describe_exploit, format_duration
 
 #: Colour per trial status.
 STATUS_STYLE = {"RUNNING": "green", "PAUSED": "yellow", "PENDING": "dim", "TERMINATED": "blue",
@@ -107,13 +107,7 @@ class LiveStatus(Callback):
 
     def on_exploit(self, decision: Any) -> None:
         self.state.on_exploit(decision)
-        changed = {k: v for k, v in decision.new_config.items()
-                   if decision.old_config.get(k) != v}
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in changed.items())
-        self.live.console.print(f"exploit: {decision.target} <- {decision.donor} at iteration "
-                                f"{decision.target_iteration}; explore {shown or '(unchanged)'}",
-                                highlight=False)
+        self.live.console.print(describe_exploit(decision), highlight=False)
 
     def on_trial_end(self, trial: Trial) -> None:
         self.state.on_trial_end(trial)

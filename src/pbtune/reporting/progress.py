@@ -22,7 +22,7 @@ import threading
 from typing import Any, TextIO
 
 from pbtune.engines.base import Callback, Trial
-from pbtune.reporting.status import RunState
+from pbtune.reporting.status import RunState, describe_exploit
 
 
 def text_table(header: list[str], rows: list[list[str]], max_width: int = 14) -> list[str]:
@@ -101,12 +101,7 @@ class ProgressPrinter(Callback):
 
     def on_exploit(self, decision: Any) -> None:
         self.state.on_exploit(decision)
-        changed = {k: v for k, v in decision.new_config.items()
-                   if decision.old_config.get(k) != v}
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in changed.items())
-        self._print(f"exploit: {decision.target} <- {decision.donor} at iteration "
-                    f"{decision.target_iteration}; explore {shown or '(unchanged)'}")
+        self._print(describe_exploit(decision))
 
     def on_trial_end(self, trial: Trial) -> None:
         self.state.on_trial_end(trial)

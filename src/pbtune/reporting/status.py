@@ -38,6 +38,15 @@ class TrialView:
         return self.trial.status if self.trial is not None else self.status
 
 
+def describe_exploit(decision: Any) -> str:
+    """One line for an exploit: who copied whom, when, and which hyperparameters explore changed."""
+    changed = {k: v for k, v in decision.new_config.items() if decision.old_config.get(k) != v}
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                      for k, v in changed.items())
+    return (f"exploit: {decision.target} <- {decision.donor} at iteration "
+            f"{decision.target_iteration}; explore {shown or '(unchanged)'}")
+
+
 def format_value(value: Any) -> str:
     """Compact cell text: 4 significant digits for floats, ``-`` for missing or NaN."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):

@@ -106,21 +106,17 @@ class CheckpointStore:
         Raises:
             CheckpointCorrupt: missing file, wrong size or checksum, or unreadable contents.
         """
-        path = self.run_dir / record["path"]
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise CheckpointCorrupt(f"{record['path']}: cannot read ({exc.strerror})") from exc
-        if hashlib.sha256(data).hexdigest() != record["sha256"]:
-            raise CheckpointCorrupt(f"{record['path']}: checksum mismatch ({len(data)} bytes, "
-                                    f"expected {record.get('bytes', '?')}); truncated or corrupt")
+        data = self.verify(record)
         try:
             return _deserialize(data)
         except Exception as exc:  # a verified file that does not unpickle: treat as corrupt
             raise CheckpointCorrupt(f"{record['path']}: unreadable ({exc})") from exc
 
-    def verify(self, record: dict) -> None:
-        """Check size and checksum without unpickling (cheap pre-flight on resume)."""
+    def verify(self, record: dict) -> bytes:
+        """Check size and checksum without unpickling (cheap pre-flight on resume).
+
+        Returns the verified bytes, so :meth:`load` reads the file once.
+        """
         path = self.run_dir / record["path"]
         try:
             data = path.read_bytes()
@@ -129,6 +125,7 @@ class CheckpointStore:
         if hashlib.sha256(data).hexdigest() != record["sha256"]:
             raise CheckpointCorrupt(f"{record['path']}: checksum mismatch ({len(data)} bytes, "
                                     f"expected {record.get('bytes', '?')}); truncated or corrupt")
+        return data
 
     def prune(self, keep: set[str], written: list[str]) -> list[str]:
         """Delete the files in ``written`` (relative paths) that are not in ``keep``.

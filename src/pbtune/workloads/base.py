@@ -27,6 +27,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from pbtune.errors import UserError
+
 #: Methods a workload class must implement; checked for user-supplied classes.
 REQUIRED_METHODS: tuple[str, ...] = (
     "load_data",
@@ -86,6 +88,23 @@ class Workload(ABC):
         self.seed = seed
         self.device = device
         self.iteration = 0  # training iterations completed
+
+    @classmethod
+    def merge_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        """``options`` over :attr:`default_options`; an unknown key is a one-line UserError."""
+        opts = {**cls.default_options, **dict(options or {})}
+        unknown = sorted(set(opts) - set(cls.default_options))
+        if unknown:
+            raise UserError(f"{cls.name}: unknown options {unknown}; valid: "
+                            f"{sorted(cls.default_options)}")
+        return opts
+
+    def check_hyperparameters(self, config: Mapping[str, Any]) -> None:
+        """Raise ``KeyError`` naming the valid names for any key not in :attr:`hyperparameters`."""
+        unknown = sorted(set(config) - set(self.hyperparameters))
+        if unknown:
+            raise KeyError(f"{self.name}: unknown hyperparameters {unknown}; "
+                           f"valid: {list(self.hyperparameters)}")
 
     @classmethod
     @abstractmethod

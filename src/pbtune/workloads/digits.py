@@ -113,11 +113,7 @@ class DigitsCNN(Workload):
     @classmethod
     def _resolve_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:
         """Merge over the defaults and reject typos/bad values with a one-line UserError."""
-        opts = {**cls.default_options, **dict(options or {})}
-        unknown = sorted(set(opts) - set(cls.default_options))
-        if unknown:
-            raise UserError(f"{cls.name}: unknown options {unknown}; valid: "
-                            f"{sorted(cls.default_options)}")
+        opts = cls.merge_options(options)
         if not 0.0 < float(opts["val_fraction"]) < 1.0:
             raise UserError(
                 f"{cls.name}: val_fraction must be in (0, 1), got {opts['val_fraction']}"
@@ -155,7 +151,7 @@ class DigitsCNN(Workload):
         seed: int = 0,
         device: str = "cpu",
     ) -> None:
-        self._check_keys(config)
+        self.check_hyperparameters(config)
         super().__init__(config, data=data, options=options, seed=seed, device=device)
         self.options = self._resolve_options(options)
         configure_threads(self.options["threads"])
@@ -177,15 +173,9 @@ class DigitsCNN(Workload):
         self.batch_size = 64
         self.apply_hyperparameters(self.config)
 
-    def _check_keys(self, config: Mapping[str, Any]) -> None:
-        unknown = sorted(set(config) - set(self.hyperparameters))
-        if unknown:
-            raise KeyError(f"{self.name}: unknown hyperparameters {unknown}; "
-                           f"valid: {list(self.hyperparameters)}")
-
     def apply_hyperparameters(self, config: Mapping[str, Any]) -> None:
         """In place: same optimiser object and momentum buffers; batch size from the next epoch."""
-        self._check_keys(config)
+        self.check_hyperparameters(config)
         values = {k: float(config[k]) for k in ("lr", "momentum", "weight_decay") if k in config}
         batch_size = int(config.get("batch_size", self.batch_size))
         if batch_size < 1:

@@ -53,11 +53,7 @@ class PBTToy(Workload):
 
     @classmethod
     def _resolve_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:
-        opts = {**cls.default_options, **dict(options or {})}
-        unknown = sorted(set(opts) - set(cls.default_options))
-        if unknown:
-            raise UserError(f"{cls.name}: unknown options {unknown}; valid: "
-                            f"{sorted(cls.default_options)}")
+        opts = cls.merge_options(options)
         if float(opts["step_size"]) <= 0:
             raise UserError(f"{cls.name}: step_size must be > 0, got {opts['step_size']}")
         if int(opts["steps_per_iteration"]) < 1:
@@ -82,7 +78,7 @@ class PBTToy(Workload):
         seed: int = 0,
         device: str = "cpu",
     ) -> None:
-        self._check_keys(config)
+        self.check_hyperparameters(config)
         super().__init__(config, data=data, options=options, seed=seed, device="cpu")
         self.options = self._resolve_options(options)
         # float64: thousands of tiny steps must not drift with float32 rounding.
@@ -92,15 +88,9 @@ class PBTToy(Workload):
         self.h = torch.zeros(2, dtype=torch.float64)
         self.apply_hyperparameters(self.config)
 
-    def _check_keys(self, config: Mapping[str, Any]) -> None:
-        unknown = sorted(set(config) - set(self.hyperparameters))
-        if unknown:
-            raise KeyError(f"{self.name}: unknown hyperparameters {unknown}; "
-                           f"valid: {list(self.hyperparameters)}")
-
     def apply_hyperparameters(self, config: Mapping[str, Any]) -> None:
         """In place: ``h`` is read by the next step; the optimiser object is kept."""
-        self._check_keys(config)
+        self.check_hyperparameters(config)
         for i, key in enumerate(self.hyperparameters):
             if key in config:
                 self.h[i] = float(config[key])

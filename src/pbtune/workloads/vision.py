@@ -85,11 +85,7 @@ class VisionWorkload(Workload):
     @classmethod
     def _resolve_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:
         """Merge over the defaults and reject typos/bad values with a one-line UserError."""
-        opts = {**cls.default_options, **dict(options or {})}
-        unknown = sorted(set(opts) - set(cls.default_options))
-        if unknown:
-            raise UserError(f"{cls.name}: unknown options {unknown}; valid: "
-                            f"{sorted(cls.default_options)}")
+        opts = cls.merge_options(options)
         for key in ("epochs_per_iteration", "width", "eval_batch_size", "val_size"):
             if int(opts[key]) < 1:
                 raise UserError(f"{cls.name}: {key} must be >= 1, got {opts[key]}")
@@ -119,7 +115,7 @@ class VisionWorkload(Workload):
         seed: int = 0,
         device: str = "cpu",
     ) -> None:
-        self._check_keys(config)
+        self.check_hyperparameters(config)
         super().__init__(config, data=data, options=options, seed=seed, device=device)
         self.options = self._resolve_options(options)
         configure_threads(self.options["threads"])
@@ -162,16 +158,10 @@ class VisionWorkload(Workload):
             ys[split] = shared_tensor(y, self._device)
         return xs, ys
 
-    def _check_keys(self, config: Mapping[str, Any]) -> None:
-        unknown = sorted(set(config) - set(self.hyperparameters))
-        if unknown:
-            raise KeyError(f"{self.name}: unknown hyperparameters {unknown}; "
-                           f"valid: {list(self.hyperparameters)}")
-
     def apply_hyperparameters(self, config: Mapping[str, Any]) -> None:
         """In place: same optimiser and momentum buffers; a new batch size applies from the next
         iteration."""
-        self._check_keys(config)
+        self.check_hyperparameters(config)
         values = {k: float(config[k]) for k in ("lr", "momentum", "weight_decay") if k in config}
         set_param_groups(self.optimizer, **values)
         self.config.update(values)

@@ -38,6 +38,7 @@ from pbtune.engines.base import (
     Trial,
     is_better,
     reached,
+    run_summary,
 )
 from pbtune.engines.native.dispatch import assign
 from pbtune.engines.native.elastic import WATCH_INTERVAL_S, NodeWatcher
@@ -396,28 +397,17 @@ class NativeEngine:
 
     def summary(self, wall_s: float, slots: int) -> dict[str, Any]:
         """The run's headline numbers (``summary.json``)."""
-        compute_s = sum(t.compute_s for t in self.trials.values())
-        errors = {t.trial_id: (t.error or "").splitlines()[0] for t in self.trials.values()
-                  if t.status == ERROR}
-        return {
-            "best": self.best,
-            "metric": self.metric,
-            "mode": self.mode,
-            "wall_s": round(wall_s, 3),
-            "startup_s": round(self.startup_s, 3),
-            "compute_s": round(compute_s, 3),
-            "slots": slots,
-            "efficiency": round(compute_s / (slots * wall_s), 4) if wall_s > 0 else 0.0,
-            "iterations": sum(t.results for t in self.trials.values()),
-            "exploits": self.exploits,
-            "trials": len(self.trials),
-            "errors": errors,
-            "failures": {t.trial_id: t.failures for t in self.trials.values() if t.failures},
-            "resumed_from": self.resumed_from,
-            "stop_reason": self.stop_reason,
-            "engine": "native",
-            "scheduling": self.cfg.scheduling,
-        }
+        trials = self.trials.values()
+        return run_summary(
+            best=self.best, metric=self.metric, mode=self.mode, wall_s=wall_s,
+            startup_s=self.startup_s, trials=trials, slots=slots, exploits=self.exploits,
+            population=len(self.trials),
+            errors={t.trial_id: (t.error or "").splitlines()[0] for t in trials
+                    if t.status == ERROR},
+            failures={t.trial_id: t.failures for t in trials if t.failures},
+            resumed_from=self.resumed_from, stop_reason=self.stop_reason, engine="native",
+            scheduling=self.cfg.scheduling,
+        )
 
 
 def _events(run_dir: Path) -> list[dict[str, Any]]:

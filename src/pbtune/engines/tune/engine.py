@@ -30,7 +30,7 @@ import numpy as np
 import ray
 from ray import tune
 
-from pbtune.engines.base import Callback
+from pbtune.engines.base import Callback, run_summary
 from pbtune.engines.native.engine import initial_trials
 from pbtune.engines.tune import schedulers, space
 from pbtune.engines.tune.bridge import Bridge, ThresholdStopper, pbtune_id
@@ -201,30 +201,14 @@ class TuneEngine:
     def summary(self, bridge: Bridge, wall_s: float, errors: dict[str, str],
                 stop_reason: str) -> dict[str, Any]:
         """The native engine's summary keys, plus the Tune scheduler and searcher."""
-        trials = bridge.trials.values()
-        compute_s = sum(t.compute_s for t in trials)
-        slots = self.slots
-        return {
-            "best": bridge.best,
-            "metric": self.metric,
-            "mode": self.mode,
-            "wall_s": round(wall_s, 3),
-            "startup_s": round(self.startup_s, 3),
-            "compute_s": round(compute_s, 3),
-            "slots": slots,
-            "efficiency": round(compute_s / (slots * wall_s), 4) if wall_s > 0 else 0.0,
-            "iterations": sum(t.results for t in trials),
-            "exploits": bridge.exploits,
-            "trials": len(self.initial),
-            "errors": errors,
-            "failures": {},
-            "resumed_from": None,
-            "stop_reason": stop_reason,
-            "engine": "tune",
-            "scheduling": "tune",
-            "scheduler": "replay" if self.cfg.tune.policy_file else self.cfg.tune.scheduler,
-            "search": self.cfg.tune.search,
-        }
+        return run_summary(
+            best=bridge.best, metric=self.metric, mode=self.mode, wall_s=wall_s,
+            startup_s=self.startup_s, trials=bridge.trials.values(), slots=self.slots,
+            exploits=bridge.exploits, population=len(self.initial), errors=errors, failures={},
+            resumed_from=None, stop_reason=stop_reason, engine="tune", scheduling="tune",
+            scheduler="replay" if self.cfg.tune.policy_file else self.cfg.tune.scheduler,
+            search=self.cfg.tune.search,
+        )
 
 
 def _hyperparameters(cfg: Any) -> tuple[str, ...]:
