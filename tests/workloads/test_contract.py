@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,8 +52,9 @@ def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
     return Case(name, cls, options, cls.load_data(options))
 
 
-def _tensors(obj: Any) -> list[torch.Tensor]:
-    if isinstance(obj, torch.Tensor):
+def _tensors(obj: Any) -> list[Any]:
+    """Every torch tensor and numpy array in a (nested) state."""
+    if isinstance(obj, (torch.Tensor, np.ndarray)):
         return [obj]
     if isinstance(obj, dict):
         return [t for v in obj.values() for t in _tensors(v)]
@@ -106,7 +108,8 @@ def test_train_evaluate_and_state_round_trip(case: Case) -> None:
     assert {"iteration", "config"} <= set(state)
     assert state["iteration"] == 1
     tensors = _tensors(state)
-    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    assert tensors, "the state holds the trial's parameters as tensors or arrays"
+    assert all(t.device.type == "cpu" for t in tensors if isinstance(t, torch.Tensor))
     restored_from_bytes = pickle.loads(pickle.dumps(state))
 
     fresh = case.build(seed=12345)  # different init and stream: everything must come from state
@@ -115,16 +118,21 @@ def test_train_evaluate_and_state_round_trip(case: Case) -> None:
     assert fresh.evaluate() == metrics
 
     # The state is a copy: training on does not change it.
-    before = [t.clone() for t in tensors]
+    before = [t.clone() if isinstance(t, torch.Tensor) else t.copy() for t in tensors]
     workload.train(1)
-    assert all(torch.equal(a, b) for a, b in zip(before, _tensors(state), strict=True))
+    assert all(_equal(a, b) for a, b in zip(before, _tensors(state), strict=True))
+
+
+def _equal(a: Any, b: Any) -> bool:
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else np.array_equal(a, b)
 
 
 def test_apply_hyperparameters_in_place(case: Case) -> None:
     workload = case.build(seed=0)
     workload.train(1)  # so optimisers hold buffers
     optimizers = _optimizers(workload)
-    assert optimizers, "a torch workload keeps its optimiser(s) as attributes"
+    if any(isinstance(t, torch.Tensor) for t in _tensors(workload.get_state())):
+        assert optimizers, "a torch workload keeps its optimiser(s) as attributes"
     ids = [id(opt) for opt in optimizers]
     buffers = [id(t) for opt in optimizers for s in opt.state.values() for t in s.values()
                if isinstance(t, torch.Tensor)]

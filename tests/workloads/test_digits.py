@@ -48,6 +48,19 @@ def test_split_is_fixed_and_stratified(data: dict[str, np.ndarray]) -> None:
     assert DigitsCNN.load_data({"val_fraction": 0.5})["val_y"].shape == (899,)
 
 
+def test_read_digits_matches_sklearn_load_digits(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sklearn.datasets import load_digits
+
+    reference = load_digits()
+    images, targets = digits_module.read_digits()  # the direct CSV read
+    assert np.array_equal(images, reference.images) and np.array_equal(targets, reference.target)
+    assert targets.dtype == np.int64 and images.shape == (1797, 8, 8)
+    # No scikit-learn data file where it is expected: falls back to load_digits, same arrays.
+    monkeypatch.setattr(digits_module.importlib.util, "find_spec", lambda name: None)
+    images2, targets2 = digits_module.read_digits()
+    assert np.array_equal(images2, reference.images) and np.array_equal(targets2, targets)
+
+
 def test_bad_options_are_user_errors() -> None:
     with pytest.raises(UserError, match="unknown options"):
         DigitsCNN.load_data({"widht": 8})

@@ -17,6 +17,7 @@ import hashlib
 import io
 import os
 import pickle
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,24 +39,34 @@ def disk_error(exc: OSError, run_dir: Path) -> UserError:
                      f"`pbtune resume {run_dir}`")
 
 
-def _serialize(state: Any) -> bytes:
+def serialize_state(state: Any) -> bytes:
+    """A trial state as bytes: ``torch.save`` for torch workloads, a pickle for torch-free ones.
+
+    A state can hold tensors only if torch is loaded in this process (unpickling a tensor
+    imports it), so a torch-free run (pbt-toy) never pays torch's 1.5 s import to write a file.
+    """
     buf = io.BytesIO()
-    try:  # torch.save keeps tensors compact and loadable with torch.load
+    if "torch" in sys.modules:  # torch.save keeps tensors compact and loadable with torch.load
         import torch
 
         torch.save(state, buf)
-    except ImportError:  # torch-free workloads (tests, no-op benchmarks)
+    else:
         pickle.dump(state, buf, protocol=pickle.HIGHEST_PROTOCOL)
     return buf.getvalue()
 
 
-def _deserialize(data: bytes) -> Any:
-    try:
+def deserialize_state(data: bytes) -> Any:
+    """Inverse of :func:`serialize_state`: torch's zip format or a plain pickle."""
+    if data[:2] == b"PK":  # torch.save's zip container
         import torch
 
         return torch.load(io.BytesIO(data), weights_only=False)
-    except ImportError:
-        return pickle.loads(data)
+    return pickle.loads(data)
+
+
+def load_state(path: Path | str) -> Any:
+    """Read a state file (``best_model.pt`` or a checkpoint) whichever way it was written."""
+    return deserialize_state(Path(path).read_bytes())
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -94,7 +105,7 @@ class CheckpointStore:
         Raises:
             OSError: on disk problems (callers turn them into :func:`disk_error`).
         """
-        data = _serialize(state)
+        data = serialize_state(state)
         path = self.root / name if name else self.path_for(trial_id, iteration)
         atomic_write(path, data)
         return {"path": str(path.relative_to(self.run_dir)), "iteration": iteration,
@@ -108,7 +119,7 @@ class CheckpointStore:
         """
         data = self.verify(record)
         try:
-            return _deserialize(data)
+            return deserialize_state(data)
         except Exception as exc:  # a verified file that does not unpickle: treat as corrupt
             raise CheckpointCorrupt(f"{record['path']}: unreadable ({exc})") from exc
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pbtune.engines.base import Callback, Trial
+from pbtune.results.checkpoints import atomic_write, serialize_state
 
 META_COLUMNS = ("time_this_iter_s", "worker", "node", "timestamp", "node_cpu_percent",
                 "node_gpu_percent", "worker_rss_mb")
@@ -131,9 +132,8 @@ class ResultsWriter(Callback):
         if not (self.run_dir / "pbt_global.txt").exists():
             (self.run_dir / "pbt_global.txt").touch()  # present even when nothing was perturbed
         if best_state is not None and self.save_best_model:
-            import torch
-
-            torch.save(best_state, self.run_dir / "best_model.pt")
+            # torch.save for torch workloads, a pickle for torch-free ones (load_state reads both)
+            atomic_write(self.run_dir / "best_model.pt", serialize_state(best_state))
             summary = {**summary, "best_model": "best_model.pt"}
         self.summary = summary
         text = json.dumps(summary, indent=2, default=_json_default) + "\n"

@@ -6,13 +6,12 @@ Importing this package registers the built-in workloads.
 from __future__ import annotations
 
 from pbtune.workloads.base import Workload
-from pbtune.workloads.registry import create, get, list_workloads, register
+from pbtune.workloads.registry import create, get, list_workloads, register, register_lazy
 
-# Built-in workloads register themselves on import.
-from pbtune.workloads import digits  # noqa: F401  isort: skip
-from pbtune.workloads.registry import register_lazy  # isort: skip
-
-# The vision workloads import torchvision: registered by name, imported on first use.
+# Built-in workloads are registered by name and imported on first use, so a process pays only
+# for what it runs: torch (about 1.6 s to import) for digits, torchvision too for the vision
+# ones, numpy alone for the toy problem.
+register_lazy("digits-cnn", "pbtune.workloads.digits")
 for _name in ("resnet18-cifar10", "resnet50-cifar100", "mlp-fashionmnist"):
     register_lazy(_name, "pbtune.workloads.vision")
 register_lazy("pbt-toy", "pbtune.workloads.toy")  # Jaderberg et al.'s toy problem

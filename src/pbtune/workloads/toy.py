@@ -9,9 +9,11 @@ the best member and perturbing ``h``, combines progress made under different ``h
 fixed ``h`` of the same budget can. Each run takes milliseconds of compute, so engine and search
 comparisons over many seeds are cheap.
 
-θ is a tiny torch parameter driven by ``torch.optim.SGD`` (step size ``step_size`` per step,
-``steps_per_iteration`` steps per iteration), so the workload keeps the engine contract of the
-torch workloads (optimiser object kept across hyperparameter changes, CPU tensors in the state).
+θ is two float64 numbers updated by plain gradient ascent in numpy (step size ``step_size``,
+``steps_per_iteration`` steps per iteration): ``θ ← θ + step_size · ∇Q̂ = θ − step_size · 2hθ``,
+the update ``torch.optim.SGD`` makes without momentum. numpy rather than torch because a worker
+process that imports torch pays about 3 s of CPU at start-up (torch, then the optimiser's
+``torch._dynamo`` import), which on a problem with microseconds of compute *is* the run time.
 The problem is deterministic: no data, no RNG; ``seed`` is accepted and ignored.
 """
 
@@ -20,13 +22,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import torch
+import numpy as np
 
 from pbtune.errors import UserError
 from pbtune.workloads.base import Workload
 from pbtune.workloads.registry import register
 
-_STATE_KEYS = ("theta", "optimizer", "iteration", "config")
+_STATE_KEYS = ("theta", "iteration", "config")
 _OPTIMUM = 1.2  # Q(0, 0): the best score any member can reach
 
 
@@ -82,14 +84,13 @@ class PBTToy(Workload):
         super().__init__(config, data=data, options=options, seed=seed, device="cpu")
         self.options = self._resolve_options(options)
         # float64: thousands of tiny steps must not drift with float32 rounding.
-        init = [float(v) for v in self.options["theta_init"]]
-        self.theta = torch.nn.Parameter(torch.tensor(init, dtype=torch.float64))
-        self.optimizer = torch.optim.SGD([self.theta], lr=float(self.options["step_size"]))
-        self.h = torch.zeros(2, dtype=torch.float64)
+        self.theta = np.array([float(v) for v in self.options["theta_init"]], dtype=np.float64)
+        self.step_size = float(self.options["step_size"])
+        self.h = np.zeros(2, dtype=np.float64)
         self.apply_hyperparameters(self.config)
 
     def apply_hyperparameters(self, config: Mapping[str, Any]) -> None:
-        """In place: ``h`` is read by the next step; the optimiser object is kept."""
+        """In place: ``h`` is read by the next step."""
         self.check_hyperparameters(config)
         for i, key in enumerate(self.hyperparameters):
             if key in config:
@@ -97,45 +98,40 @@ class PBTToy(Workload):
                 self.config[key] = float(config[key])
 
     def _true_score(self) -> float:
-        with torch.no_grad():
-            return float(_OPTIMUM - (self.theta**2).sum().item())
+        return float(_OPTIMUM - np.sum(self.theta**2))
 
     def train(self, iterations: int = 1) -> dict[str, float]:
-        """``steps_per_iteration`` ascent steps on ``Q̂(θ|h)`` per iteration; returns ``−Q̂``."""
+        """``steps_per_iteration`` ascent steps on ``Q̂(θ|h)`` per iteration; returns ``−Q̂``.
+
+        The reported surrogate is the one at θ *before* the last step (what an autograd loop
+        computes in its forward pass before stepping).
+        """
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
-        surrogate = torch.zeros((), dtype=torch.float64)
+        surrogate = 0.0
         for _ in range(iterations):
             for _ in range(int(self.options["steps_per_iteration"])):
-                surrogate = _OPTIMUM - (self.h * self.theta**2).sum()
-                self.optimizer.zero_grad(set_to_none=True)
-                (-surrogate).backward()  # ascent on Q̂ = descent on −Q̂
-                self.optimizer.step()
+                surrogate = float(_OPTIMUM - np.sum(self.h * self.theta**2))
+                self.theta -= self.step_size * (2.0 * self.h * self.theta)  # ascent on Q̂
             self.iteration += 1
-        return {"loss": -float(surrogate.item()), "surrogate": float(surrogate.item())}
+        return {"loss": -surrogate, "surrogate": surrogate}
 
     def evaluate(self) -> dict[str, float]:
         """The true objective ``Q(θ)`` (``score``, at most 1.2) and ``loss = −score``."""
         score = self._true_score()
-        return {"score": score, "loss": -score, "theta0": float(self.theta[0].detach()),
-                "theta1": float(self.theta[1].detach())}
+        return {"score": score, "loss": -score, "theta0": float(self.theta[0]),
+                "theta1": float(self.theta[1])}
 
     def get_state(self) -> dict[str, Any]:
-        """θ, the optimiser (plain SGD has no buffers, kept for the contract), iteration, h."""
-        return {
-            "theta": self.theta.detach().clone(),
-            "optimizer": self.optimizer.state_dict(),
-            "iteration": int(self.iteration),
-            "config": dict(self.config),
-        }
+        """θ (a copy), iteration and the hyperparameters ``h``."""
+        return {"theta": self.theta.copy(), "iteration": int(self.iteration),
+                "config": dict(self.config)}
 
     def set_state(self, state: Mapping[str, Any], *, include_rng: bool = True) -> None:
         """Copy θ in; ``include_rng`` is moot (the toy has no randomness)."""
         missing = [k for k in _STATE_KEYS if k not in state]
         if missing:
             raise KeyError(f"{self.name}: state is missing {missing}")
-        with torch.no_grad():
-            self.theta.copy_(torch.as_tensor(state["theta"], dtype=torch.float64))
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.theta[:] = np.asarray(state["theta"], dtype=np.float64)
         self.iteration = int(state["iteration"])
         self.apply_hyperparameters(state["config"])

@@ -2,7 +2,7 @@
 
 Why: the driver loop should read as PBT logic; everything about Ray handles — where workers are
 placed, how a trial's state moves from one worker to another through the object store, the shared
-data reference, the stop signal, per-worker speed — lives here.
+data reference, stopping running segments, per-worker speed — lives here.
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from dataclasses import replace
 from typing import Any
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pbtune.cluster import actor_options, cluster_nodes, connect, plan_cluster
 from pbtune.engines.base import Trial
 from pbtune.engines.native.node_options import driver_options
-from pbtune.engines.native.worker import RemoteWorker, StopSignal
+from pbtune.engines.native.worker import RemoteWorker
 from pbtune.errors import UserError
 
 
@@ -48,9 +47,7 @@ class WorkerPool:
         self.specs = list(plan.workers)  # slot → WorkerSpec; grows when nodes join (elastic)
         self._res = res
         self.data_ref: Any = None
-        # On the driver's node: the signal must outlive any worker node that leaves.
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
-        self.signal = StopSignal.options(num_cpus=0, scheduling_strategy=here).remote()
+        self._stop_sent = False
         threads = max(1, int(res.cpus_per_trial))
         workload = canonical_spec(cfg.workload)
         self.workers = []
@@ -66,7 +63,6 @@ class WorkerPool:
         self.info = ray.get([w.info.remote() for w in self.workers])
         self.speeds: dict[int, float] = {}  # worker → iterations per compute second (EMA)
         self.starting: dict[int, Any] = {}  # grown worker → its pending info() reference
-        self._stop_sent = False
 
     @property
     def size(self) -> int:
@@ -82,9 +78,11 @@ class WorkerPool:
         workload, options, threads = self._args
         device = "cuda" if spec.num_gpus > 0 else "cpu"
         handle = RemoteWorker.options(**actor_options(spec)).remote(
-            workload, options, None, spec.index, device, threads, self.signal)
+            workload, options, None, spec.index, device, threads)
         if self.data_ref is not None:  # a replacement worker: the data is shared already
             handle.set_data.remote(self.data_ref)
+        if self._stop_sent:  # started while the run stops: it must not start a segment either
+            handle.request_stop.remote()
         return handle
 
     def replace(self, worker: int, timeout_s: float = 60.0) -> bool:
@@ -207,9 +205,10 @@ class WorkerPool:
     def signal_stop(self) -> None:
         """Tell running segments to end after their current iteration (sent once)."""
         if not self._stop_sent:
-            self.signal.set.remote()
+            for handle in self.workers:  # a dead worker's call just fails: nothing to stop
+                handle.request_stop.remote()
             self._stop_sent = True
 
     def shutdown(self) -> None:
-        for handle in [*self.workers, self.signal]:
+        for handle in self.workers:
             ray.kill(handle)

@@ -6,8 +6,10 @@ resource slot and trials are *data*: the worker keeps the live workload objects 
 ran last, so continuing a trial costs nothing, and a trial that moves (work stealing, exploit) moves
 as a state dict through Ray's object store, never through a file on disk.
 
-A worker is a plain single-threaded actor, so tasks one caller submits run in submission order: the
-driver relies on that when it asks for a donor's state and then submits the donor's next segment.
+A worker runs its training methods on one thread, so tasks one caller submits run in submission
+order: the driver relies on that when it asks for a donor's state and then submits the donor's
+next segment. Only :meth:`Worker.request_stop` runs on a second thread (Ray concurrency group
+``control``), so it can reach a segment that is running.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 import os
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Mapping
@@ -25,20 +28,6 @@ import ray
 
 from pbtune.engines.base import is_better, reached
 from pbtune.engines.native.node_options import resolve_here
-
-
-@ray.remote
-class StopSignal:
-    """A flag workers poll between iterations so a run can stop mid-segment (threshold, Ctrl-C)."""
-
-    def __init__(self) -> None:
-        self._set = False
-
-    def set(self) -> None:
-        self._set = True
-
-    def is_set(self) -> bool:
-        return self._set
 
 
 def resource_usage(process: Any) -> dict[str, float]:
@@ -71,7 +60,6 @@ class Worker:
         index: the worker's slot number (for logs and the timeline).
         device: torch device for this worker (``"cpu"`` or ``"cuda"``).
         threads: torch intra-op threads (1 per CPU of the slot; None leaves torch's default).
-        signal: the run's :class:`StopSignal` handle.
     """
 
     def __init__(
@@ -82,15 +70,18 @@ class Worker:
         index: int,
         device: str = "cpu",
         threads: int | None = None,
-        signal: Any = None,
     ) -> None:
         from pbtune.workloads import get
 
-        if threads:
+        self.cls = get(workload)
+        if threads and "torch" not in sys.modules:
+            # A torch-free workload (pbt-toy) must not pay torch's import here; should it import
+            # torch later, torch reads its thread count from this variable.
+            os.environ["OMP_NUM_THREADS"] = str(threads)
+        elif threads:
             import torch
 
             torch.set_num_threads(threads)
-        self.cls = get(workload)
         if "torch" in sys.modules:
             # The first optimiser a process builds imports torch._dynamo (about 3 s here): pay it
             # at start-up, while the driver decodes the data, not inside the first segment.
@@ -103,19 +94,24 @@ class Worker:
         self.data = data
         self.index = index
         self.device = device
-        self.signal = signal
+        # Set by request_stop (from the driver, on the control thread); read between iterations.
+        # Once set it stays set: a stopped run submits no further segments.
+        self._stop = threading.Event()
         self.trials: dict[str, Any] = {}  # trial id → live workload object
         import psutil
 
         self.process = psutil.Process()
         psutil.cpu_percent(interval=None)  # prime: the first reading is meaningless
 
-    def _stop_requested(self) -> bool:
-        """Whether the run asked segments to end; a lost signal (its node left) means no."""
-        try:
-            return bool(ray.get(self.signal.is_set.remote(), timeout=10))
-        except (ray.exceptions.RayError, TimeoutError):
-            return False
+    @ray.method(concurrency_group="control")
+    def request_stop(self) -> None:
+        """End running and later segments after their current iteration (threshold, Ctrl-C).
+
+        Why a flag on each worker rather than a shared signal actor: no third process competes
+        with the workers for CPU at start-up, checking it costs nothing per iteration, and no
+        node's departure can take a signal the other workers depend on with it.
+        """
+        self._stop.set()
 
     def set_data(self, data: Any) -> None:
         """Receive the node-shared data (an ObjectRef argument arrives as zero-copy arrays)."""
@@ -162,7 +158,8 @@ class Worker:
         """Train one trial up to ``target_iteration``, evaluating after every iteration.
 
         Stops early when the trial's metric reaches ``threshold``, its loss or metric stops being
-        finite, the wall clock passes ``deadline`` (epoch seconds) or the run's stop signal is set.
+        finite, the wall clock passes ``deadline`` (epoch seconds) or :meth:`request_stop` was
+        called.
 
         Returns:
             ``(result, best_state, snapshot)`` as three objects, so the driver keeps only
@@ -179,7 +176,6 @@ class Worker:
         compute_s = 0.0
         best_state = None
         best_iteration = None
-        polled = time.monotonic()
         try:
             workload = self.trials.get(trial_id)
             if workload is None:
@@ -219,12 +215,8 @@ class Worker:
                     break
                 if deadline is not None and time.time() >= deadline:
                     break
-                # Poll the stop signal at most every 0.1 s: an actor round trip per iteration
-                # would dominate short iterations (~1 ms each on a busy node).
-                if self.signal is not None and time.monotonic() - polled >= 0.1:
-                    polled = time.monotonic()
-                    if self._stop_requested():
-                        break
+                if self._stop.is_set():
+                    break
             return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
                      "status": "ok", "error": None, "best_iteration": best_iteration}, best_state,
                     workload.get_state())
@@ -235,4 +227,4 @@ class Worker:
                     None)
 
 
-RemoteWorker = ray.remote(Worker)
+RemoteWorker = ray.remote(concurrency_groups={"control": 1})(Worker)
