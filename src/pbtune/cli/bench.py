@@ -14,10 +14,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Run one workload and budget through native PBT, Ray Tune's PBT and random search.
 
     Every method trains the same seeded population for the same iterations on the same Ray
-    instance; only the engine (native, tune) or the search (random = native with pbt.enabled
-    false) differs. Prints each method's median best metric, end-to-end and engine wall time,
-    efficiency and exploits over --seeds N (seeds 0..N-1), then the ratios. No result
-    directories are written; --out FILE.json keeps every run's numbers.
+    instance; only the engine (native, tune with Tune's asynchronous or synchronous PBT) or the
+    search (random = native with pbt.enabled false) differs. Prints each method's median best
+    metric, end-to-end and engine wall time, efficiency and exploits over --seeds N (seeds
+    0..N-1), then the ratios. No result directories are written; --out FILE.json keeps every
+    run's numbers.
     """
     from pbtune.engines.bench import METHODS, format_table, run_bench, write_json
 
@@ -43,6 +44,8 @@ def register(sub: Any) -> None:
     add_config_args(parser)
     parser.add_argument("--seeds", type=int, default=1, metavar="N",
                         help="repeat with seeds 0..N-1; the table shows medians (default 1)")
-    parser.add_argument("--methods", default="native-pbt,tune-pbt,random",
-                        help="comma-separated subset of native-pbt,tune-pbt,random")
+    from pbtune.engines.bench import METHODS  # no Ray import: bench.py imports it lazily
+
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help=f"comma-separated subset of {','.join(METHODS)} (default: all)")
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="also write JSON here")

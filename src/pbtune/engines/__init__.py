@@ -1,4 +1,4 @@
-"""Engines: the native PBT engine on Ray Core, and (later) the Ray Tune adapter.
+"""Engines: the native PBT engine on Ray Core and the Ray Tune adapter.
 
 Ray is imported lazily so that ``pbtune.engines.base`` stays importable without it.
 """

@@ -6,14 +6,19 @@ seeded initial population and trial seeds, the same mutations and PBT settings, 
 iterations per trial, the same Ray instance — and only the engine or the search changes:
 
 * ``native-pbt``: ``engine: native`` as configured;
-* ``tune-pbt``: ``engine: tune`` with ``tune.scheduler: pbt`` (Tune's asynchronous PBT, as Tune
-  users run it);
+* ``tune-pbt``: ``engine: tune`` with ``tune.scheduler: pbt`` and Tune's default
+  ``synch: false`` (asynchronous PBT, as most Tune users run it): a trial reaching a boundary is
+  ranked against whatever the others last reported;
+* ``tune-pbt-synch``: the same with ``synch: true`` (Tune's synchronous PBT): trials are ranked
+  at equal progress, as the native engine ranks them — the like-for-like search comparison;
 * ``random``: the native engine with ``pbt.enabled: false`` — the same population trained for the
   same budget without exploit/explore (the ablation PBT must beat).
 
 Timing: ``end_to_end_s`` is measured around ``prepare()`` + ``run()`` for every method, so start-up
 cannot flatter either engine; ``wall_s`` and ``efficiency`` are each engine's own definitions.
-With ``seeds = N`` each method runs with seeds 0..N-1 and the table shows medians.
+With ``seeds = N`` each method runs with seeds 0..N-1 and the table shows medians; the time
+ratios are also given per seed (native and Tune ran back to back on the same machine state), as
+their median, which load changes between seeds move less than a ratio of medians.
 """
 
 from __future__ import annotations
@@ -25,16 +30,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-METHODS = ("native-pbt", "tune-pbt", "random")
+METHODS = ("native-pbt", "tune-pbt", "tune-pbt-synch", "random")
+TUNE_METHODS = ("tune-pbt", "tune-pbt-synch")
 
 
 def method_config(cfg: Any, method: str, seed: int) -> Any:
     """``cfg`` for one method and seed (frozen pydantic models: copied, never mutated)."""
     update: dict[str, Any] = {"seed": seed, "engine": "native"}
-    if method == "tune-pbt":
+    if method in TUNE_METHODS:
         update["engine"] = "tune"
-        update["tune"] = cfg.tune.model_copy(
-            update={"scheduler": "pbt", "search": "random", "policy_file": None})
+        update["tune"] = cfg.tune.model_copy(update={
+            "scheduler": "pbt", "search": "random", "policy_file": None,
+            "synch": method == "tune-pbt-synch"})
     elif method == "random":
         update["pbt"] = cfg.pbt.model_copy(update={"enabled": False})
     elif method != "native-pbt":
@@ -83,24 +90,46 @@ def run_bench(cfg: Any, seeds: int, methods: Sequence[str] = METHODS,
     return {"workload": cfg.workload, "metric": cfg.metric, "mode": cfg.mode,
             "population": cfg.population, "max_iterations": cfg.stop.max_iterations,
             "perturbation_interval": cfg.pbt.perturbation_interval, "seeds": seeds,
-            "runs": runs, "median": medians, "ratios": ratios(medians)}
+            "runs": runs, "median": medians, "ratios": ratios(medians, runs, cfg.mode)}
 
 
-def ratios(medians: dict[str, dict[str, float | None]]) -> dict[str, float | None]:
-    """Native vs Tune wall time (end to end and engine wall), each method's best vs random."""
-    def div(a: float | None, b: float | None) -> float | None:
-        return round(a / b, 4) if a is not None and b else None
+def _div(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 4) if a is not None and b else None
 
-    native, tune, rand = (medians.get(m, {}) for m in METHODS)
-    out = {
-        "native_over_tune_end_to_end": div(native.get("end_to_end_s"), tune.get("end_to_end_s")),
-        "native_over_tune_wall": div(native.get("wall_s"), tune.get("wall_s")),
-    }
-    for name, med in (("native", native), ("tune", tune)):
-        if med.get("best") is not None and rand.get("best") is not None:
-            out[f"{name}_best_minus_random"] = round(med["best"] - rand["best"], 6)
-    if native.get("best") is not None and tune.get("best") is not None:
-        out["native_best_minus_tune"] = round(native["best"] - tune["best"], 6)
+
+def ratios(medians: dict[str, dict[str, float | None]],
+           runs: dict[str, list[dict[str, Any]]] | None = None,
+           mode: str = "max") -> dict[str, float | None]:
+    """Native vs each Tune method: time ratios and best-metric gaps; each PBT vs random.
+
+    Gaps are signed so that positive means "better" in the metric's ``mode``. With ``runs``,
+    ``native_over_<tune>_end_to_end_per_seed`` is the median of the per-seed ratios.
+    """
+    sign = 1.0 if mode == "max" else -1.0
+
+    def gap(a: dict, b: dict) -> float | None:
+        if a.get("best") is None or b.get("best") is None:
+            return None
+        return round(sign * (a["best"] - b["best"]), 6)
+
+    native, rand = medians.get("native-pbt", {}), medians.get("random", {})
+    out: dict[str, float | None] = {}
+    for tune_method in TUNE_METHODS:
+        tune = medians.get(tune_method)
+        if tune is None or not native:
+            continue
+        out[f"native_over_{tune_method}_end_to_end"] = _div(native.get("end_to_end_s"),
+                                                            tune.get("end_to_end_s"))
+        out[f"native_over_{tune_method}_wall"] = _div(native.get("wall_s"), tune.get("wall_s"))
+        if runs is not None:
+            per_seed = [_div(n["end_to_end_s"], t["end_to_end_s"])
+                        for n, t in zip(runs["native-pbt"], runs[tune_method], strict=True)]
+            out[f"native_over_{tune_method}_end_to_end_per_seed"] = _median(per_seed)
+        out[f"native_best_minus_{tune_method}"] = gap(native, tune)
+    if rand:
+        for method in ("native-pbt", *TUNE_METHODS):
+            if method in medians:
+                out[f"{method}_best_minus_random"] = gap(medians[method], rand)
     return out
 
 
