@@ -137,7 +137,7 @@ def run_tune(cfg: Any, *, reuse_actors: bool, num_to_keep: int | None) -> dict[s
     """Run the same population through Ray Tune's PBT (see ``_tune_baseline``)."""
     import _tune_baseline
 
-    from pbtune.engines.native.engine import initial_trials
+    from pbtune.engines.population import initial_trials
     from pbtune.workloads import get
 
     trials = initial_trials(cfg)  # exactly the configs and seeds pbtune starts from

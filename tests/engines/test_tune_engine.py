@@ -94,7 +94,7 @@ def test_early_stopping_schedulers_stop_some_trials(ray_local, tmp_path, schedul
 
 
 def test_fifo_is_random_search_over_the_native_population(ray_local, tmp_path):
-    from pbtune.engines.native.engine import initial_trials
+    from pbtune.engines.population import initial_trials
 
     cfg = toy_config(**{"tune.scheduler": "fifo"})
     summary, run_dir = run(cfg, tmp_path)

@@ -19,8 +19,6 @@ iterations and every decision is journalled, so ``pbtune resume`` can rebuild th
 
 from __future__ import annotations
 
-import math
-import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,41 +38,17 @@ from pbtune.engines.base import (
     reached,
     run_summary,
 )
+from pbtune.engines.native.boundary import BoundaryMixin
 from pbtune.engines.native.dispatch import assign
 from pbtune.engines.native.elastic import WATCH_INTERVAL_S, NodeWatcher
 from pbtune.engines.native.failures import FailureHandler
 from pbtune.engines.native.pool import WorkerPool
-from pbtune.engines.native.recovery import Recovery, restore_trials
-from pbtune.pbt import PBTPolicy, PBTSettings, parse_space, sample_config
+from pbtune.engines.native.recovery import Recovery
+from pbtune.engines.population import initial_trials, policy_settings
+from pbtune.pbt import PBTPolicy
 
 
-def policy_settings(cfg: Any) -> PBTSettings:
-    """The pure policy's settings from a resolved experiment config."""
-    pbt = cfg.pbt
-    return PBTSettings(
-        perturbation_interval=pbt.perturbation_interval,
-        burn_in=pbt.burn_in,
-        quantile_fraction=pbt.quantile_fraction,
-        resample_probability=pbt.resample_probability,
-        perturbation_factors=tuple(pbt.perturbation_factors),
-        hyperparam_mutations=dict(pbt.hyperparam_mutations),
-        custom_explore_fn=pbt.custom_explore_fn,
-        clip=pbt.clip,
-    )
-
-
-def initial_trials(cfg: Any) -> list[Trial]:
-    """Sample the population from ``param_space`` with an RNG seeded by ``cfg.seed``."""
-    rng = random.Random(f"pbtune-init-{cfg.seed}")
-    space = parse_space(dict(cfg.param_space))
-    trials = []
-    for i in range(cfg.population):
-        config = sample_config(space, rng)
-        trials.append(Trial(trial_id=f"t{i:03d}", config=config, seed=rng.randrange(2**31)))
-    return trials
-
-
-class NativeEngine:
+class NativeEngine(BoundaryMixin):
     """Runs one experiment from a resolved config; emits events to callbacks.
 
     Args:
@@ -131,29 +105,12 @@ class NativeEngine:
         """Continue from a journal cut (after :meth:`prepare` and :meth:`enable_recovery`).
 
         ``counts`` (rows kept per trial), ``best`` and ``exploits`` come from the rolled-back
-        result files, so the summary counts every iteration exactly once.
+        result files, so the summary counts every iteration exactly once. See
+        :func:`~pbtune.engines.native.resume.restore_engine`.
         """
-        from pbtune.engines.native.recovery import BEST_NAME
+        from pbtune.engines.native.resume import restore_engine
 
-        assert self.recovery is not None and self.pool is not None
-        self.trials = restore_trials(cut, self.recovery.store)
-        for tid, trial in self.trials.items():
-            trial.results = counts.get(tid, 0)
-        if self.policy is not None and cut.get("policy_state"):
-            self.policy.set_state(cut["policy_state"])
-        self.exploits, self.last_barrier = exploits, int(cut.get("last_barrier", 0))
-        self.best, self.resumed_from = best, int(cut["iteration"])
-        best_file = self.recovery.run_dir / "checkpoints" / BEST_NAME
-        meta = next((e for e in reversed(_events(self.recovery.run_dir)) if e["event"] == "best"),
-                    None)
-        if best and meta and best_file.is_file() and (meta["trial_id"], meta["iteration"]) == (
-                best["trial_id"], best["iteration"]):
-            try:
-                self.best_ref = ray.put(self.recovery.store.load(meta))
-            except ValueError:
-                self.best_ref = None
-        self.recovery.seed(cut)
-        self._journal({"event": "resume", "cut": self.resumed_from, "exploits": exploits}, True)
+        restore_engine(self, cut, counts, best, exploits)
 
     def _emit(self, hook: str, *args: Any) -> None:
         for cb in self.callbacks:
@@ -166,49 +123,6 @@ class NativeEngine:
     def _cut_extra(self) -> dict[str, Any]:
         return {"last_barrier": self.last_barrier, "exploits": self.exploits, "best": self.best,
                 "policy_state": self.policy.get_state() if self.policy else None}
-
-    # -- the barrier -----------------------------------------------------------------------------
-    def _barrier_after(self, iteration: int) -> int:
-        if not self.pbt_on:
-            return self.max_iter
-        nxt = (iteration // self.interval + 1) * self.interval
-        return min(nxt, self.max_iter)
-
-    def _segment_end(self, trial: Trial, barrier: int) -> int:
-        # Segments also end at checkpoint iterations, so each checkpoint is a segment-end snapshot.
-        nxt_ckpt = (trial.iteration // self.ckpt_interval + 1) * self.ckpt_interval
-        return min(barrier, (trial.iteration // self.interval + 1) * self.interval, self.max_iter,
-                   nxt_ckpt)
-
-    def _perturb(self, pool: WorkerPool, iteration: int) -> None:
-        live = [t for t in self.trials.values() if t.status == PAUSED and t.iteration == iteration]
-        if self.policy is None or iteration >= self.max_iter or not self.policy.is_boundary(
-            iteration
-        ):
-            return
-        # Errored trials PBT may still replace rank as the worst (NaN) and copy a donor.
-        errored = [t for t in self.trials.values() if t.status == ERROR and t.recoverable]
-        scores = {t.trial_id: t.scores[iteration] for t in live}
-        scores.update({t.trial_id: math.nan for t in errored})
-        configs = {t.trial_id: t.config for t in [*live, *errored]}
-        for decision in self.policy.decide(iteration, scores, configs):
-            donor, target = self.trials[decision.donor], self.trials[decision.target]
-            if donor.status != PAUSED:  # more errored trials than the bottom quantile holds
-                continue
-            state = donor.pending_state if donor.pending_state is not None else donor.snapshot
-            target.pending_state = state if state is not None else pool.export(
-                donor.worker, donor.trial_id)
-            target.include_rng = False
-            if target.status == ERROR:  # replaced from a donor: it lives on at this boundary
-                target.status, target.iteration, target.recoverable = PAUSED, iteration, False
-                target.error = None
-            target.config = dict(decision.new_config)
-            target.exploits += 1
-            self.exploits += 1
-            self._journal({"event": "exploit", "target": decision.target, "donor": decision.donor,
-                           "iteration": iteration, "new_config": decision.new_config,
-                           "policy_state": self.policy.get_state()}, sync=True)
-            self._emit("on_exploit", decision)
 
     # -- results -----------------------------------------------------------------------------------
     def _absorb(self, trial: Trial, worker: int, result: dict[str, Any], best_ref: Any,
@@ -408,9 +322,3 @@ class NativeEngine:
             resumed_from=self.resumed_from, stop_reason=self.stop_reason, engine="native",
             scheduling=self.cfg.scheduling,
         )
-
-
-def _events(run_dir: Path) -> list[dict[str, Any]]:
-    from pbtune.results.journal import read_journal
-
-    return read_journal(run_dir)[1]

@@ -31,7 +31,7 @@ import ray
 from ray import tune
 
 from pbtune.engines.base import Callback, run_summary
-from pbtune.engines.native.engine import initial_trials
+from pbtune.engines.population import initial_trials
 from pbtune.engines.tune import schedulers, space
 from pbtune.engines.tune.bridge import Bridge, ThresholdStopper, pbtune_id
 from pbtune.engines.tune.trainable import WorkloadTrainable, read_checkpoint
