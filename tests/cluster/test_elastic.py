@@ -84,8 +84,13 @@ def test_node_added_mid_run_gets_workers_that_run_segments(tmp_path):
         grown = [w for w in engine.pool.describe() if w["index"] >= initial]
     assert initial == 1 and added
     assert [w["node_id"] for w in grown] == [added[0].node_id]  # planned like the others
-    ran = {int(r["worker"]) for r in timeline(run_dir)}
+    segments = timeline(run_dir)
+    ran = {int(r["worker"]) for r in segments}
     assert {w["index"] for w in grown} <= ran  # the new worker ran segments
+    assert all(r["node"] for r in segments)  # the new worker's segments name its node too
+    listed = json.loads((run_dir / "workers.json").read_text())  # rewritten on membership
+    assert [w["node_id"] for w in listed] == [w["node_id"] for w in engine.pool.describe()]
+    assert len(listed) == 2 and all(w["alive"] and w.get("pid") for w in listed)
     assert summary["slots"] == 2 and not summary["errors"]
     assert_every_trial_finished(run_dir, 4, 8)
 
@@ -104,6 +109,8 @@ def test_node_removed_mid_run_loses_no_trial(tmp_path):
             timer.join()
         dead = set(engine.pool.dead)
     assert on_b and set(on_b) <= dead  # the removed node's worker was retired, not recreated
+    listed = {w["index"]: w for w in json.loads((run_dir / "workers.json").read_text())}
+    assert {i for i, w in listed.items() if not w["alive"]} == dead
     segments = timeline(run_dir)
     last_end_on_b = max(float(r["end_s"]) for r in segments if int(r["worker"]) in on_b)
     assert any(float(r["end_s"]) > last_end_on_b for r in segments)  # the run went on without b

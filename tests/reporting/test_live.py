@@ -66,3 +66,21 @@ def test_progress_uses_the_nearer_of_iteration_and_time_budgets():
     assert abs(fraction - 0.5) < 1e-3 and abs(eta - 50) < 1
     assert format_duration(3725) == "1h02m" and format_duration(65) == "1m05s"
     assert format_duration(None) == "-"
+
+
+def test_membership_changes_update_the_node_lines():
+    out = io.StringIO()
+    console = Console(file=out, width=120, force_terminal=False, color_system=None)
+    view = LiveStatus(RunState("score", "max", 3, 4), title="t", console=console)
+    feed(view)
+    view.on_workers([
+        {"index": 0, "node_id": "n", "ip": "10.0.0.1", "alive": True},
+        {"index": 1, "node_id": "m", "ip": "10.0.0.2", "alive": False},  # its node left
+        {"index": 2, "node_id": "k", "ip": "10.0.0.3", "alive": True},  # a node joined
+        {"index": 3, "node_id": "k", "ip": "10.0.0.3", "alive": True}])
+    console.print(view.render())
+    view.close()
+    text = out.getvalue()
+    assert "node 10.0.0.3  2 workers" in text and "node 10.0.0.1  1 worker " in text
+    assert "node 10.0.0.2" not in text
+    assert view.state.worker_ip[1] == "10.0.0.2"  # its past rows still name its node

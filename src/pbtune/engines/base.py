@@ -76,6 +76,10 @@ class Callback:
     def on_result(self, trial: Trial, row: dict[str, Any]) -> None:
         """One iteration's metrics: ``iteration``, metrics, ``config``, ``worker``, ``node``."""
 
+    def on_workers(self, workers: list[dict[str, Any]]) -> None:
+        """The pool changed mid-run (nodes joined or left): every worker so far, each with
+        ``index``, ``node_id``, ``ip`` and ``alive`` (False once its node left or it was lost)."""
+
     def on_segment(self, trial: Trial, worker: int, start_s: float, end_s: float) -> None:
         """A trial ran on ``worker`` from ``start_s`` to ``end_s`` (seconds since the start)."""
 

@@ -99,6 +99,9 @@ class LiveStatus(Callback):
         self.state.on_start(info)
         self.live.start()
 
+    def on_workers(self, workers: list[dict[str, Any]]) -> None:
+        self.state.on_workers(workers)
+
     def on_trial_start(self, trial: Trial) -> None:
         self.state.on_trial_start(trial)
 

@@ -93,6 +93,13 @@ class ProgressPrinter(Callback):
         self._thread = threading.Thread(target=self._tick, name="pbtune-report", daemon=True)
         self._thread.start()
 
+    def on_workers(self, workers: list[dict[str, Any]]) -> None:
+        self.state.on_workers(workers)
+        live = [w for w in workers if w.get("alive", True)]
+        nodes = sorted({str(w["ip"]) for w in live})
+        self._print(f"workers: {len(live)} live on {len(nodes)} node"
+                    f"{'s' if len(nodes) != 1 else ''} ({', '.join(nodes) or '-'})")
+
     def on_trial_start(self, trial: Trial) -> None:
         self.state.on_trial_start(trial)
 

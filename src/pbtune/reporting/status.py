@@ -122,6 +122,17 @@ class RunState(Callback):
             for trial in info["trials"]:
                 self._view(trial).config = dict(trial.config)
 
+    def on_workers(self, workers: list[dict[str, Any]]) -> None:
+        """Nodes joined or left: count only live workers; a node with none left is dropped."""
+        with self.lock:
+            self.workers = [w for w in workers if w.get("alive", True)]
+            self.worker_ip = {int(w["index"]): str(w["ip"]) for w in workers}
+            ips = {str(w["ip"]) for w in self.workers}
+            for ip in ips:
+                self.nodes.setdefault(ip, {"cpu": None, "gpu": None})
+            for ip in set(self.nodes) - ips:
+                del self.nodes[ip]
+
     def on_trial_start(self, trial: Trial) -> None:
         with self.lock:
             self._view(trial).config = dict(trial.config)

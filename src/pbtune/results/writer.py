@@ -92,8 +92,13 @@ class ResultsWriter(Callback):
         return writer
 
     def on_start(self, info: dict[str, Any]) -> None:
-        self._nodes = {w["index"]: w["ip"] for w in info["workers"]}
-        (self.run_dir / "workers.json").write_text(json.dumps(info["workers"], indent=2) + "\n")
+        self.on_workers(info["workers"])
+
+    def on_workers(self, workers: list[dict[str, Any]]) -> None:
+        """``workers.json`` lists every worker the run had, with ``alive`` after nodes left."""
+        self._nodes = {w["index"]: w["ip"] for w in workers}
+        atomic_write(self.run_dir / "workers.json",
+                     (json.dumps(workers, indent=2, default=str) + "\n").encode())
 
     def on_result(self, trial: Trial, row: dict[str, Any]) -> None:
         if self._csv is None:

@@ -249,6 +249,7 @@ class NativeEngine(BoundaryMixin):
         cfg = self.cfg
         barrier = self._barrier_after(self.last_barrier)
         watcher = NodeWatcher(pool, self.watch_interval_s)
+        membership = pool.membership()
         while True:
             if self.recovery is not None:
                 self.recovery.check()
@@ -262,6 +263,9 @@ class NativeEngine(BoundaryMixin):
             ]
             if watcher.poll():  # nodes joined or left (elastic.py)
                 self._journal({"event": "membership", **watcher.events[-1]}, sync=True)
+            if pool.membership() != membership:  # grown, started, retired or lost for good
+                membership = pool.membership()
+                self._emit("on_workers", pool.describe())
             busy = {w for w, *_ in inflight.values()}
             now = time.time() - t0
             running = {w: (now - started, self._segment_end(t, barrier) - t.iteration)

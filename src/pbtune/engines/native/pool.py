@@ -69,7 +69,13 @@ class WorkerPool:
         return len(self.workers)
 
     def describe(self) -> list[dict[str, Any]]:
-        return list(self.info)
+        """Every worker so far: ``index``, ``node_id``, ``ip`` (and host, pid once started),
+        ``alive`` (False once retired or lost for good)."""
+        return [{**info, "alive": i not in self.dead} for i, info in enumerate(self.info)]
+
+    def membership(self) -> tuple[int, int, int]:
+        """(workers so far, dead, still starting): changes whenever :meth:`describe` would."""
+        return self.size, len(self.dead), len(self.starting)
 
     def node_of(self, worker: int) -> str:
         return str(self.info[worker]["ip"])
