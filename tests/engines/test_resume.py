@@ -81,6 +81,13 @@ def test_sigkill_driver_then_resume(ray_local, tmp_path, capsys):
     assert_complete(run_dir, 12)
     events = journal(run_dir)
     assert [e["event"] for e in events].count("resume") == 1 and events[-1]["event"] == "end"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    cut = summary["resumed_from"]
+    assert 4 <= cut < 12
+    # compute_s and wall_s cover this session only (0.1 s sleep per iteration, 4 trials), so
+    # the efficiency stays a share of this session's slot time; the total includes the kept part.
+    assert 0.1 * 4 * (12 - cut) <= summary["compute_s"] < summary["compute_s_total"]
+    assert summary["compute_s_total"] >= 0.1 * 4 * 12 and 0 < summary["efficiency"] <= 1
     assert main(["resume", str(run_dir)]) == 0  # finished: nothing to do, nothing changed
     assert "already finished" in capsys.readouterr().out
 

@@ -111,14 +111,20 @@ def reached(value: float, threshold: float | None, mode: str) -> bool:
 
 def run_summary(*, best: dict[str, Any] | None, metric: str, mode: str, wall_s: float,
                 startup_s: float, trials: Any, slots: int, exploits: int, population: int,
-                **extra: Any) -> dict[str, Any]:
+                compute_before_s: float = 0.0, **extra: Any) -> dict[str, Any]:
     """The ``summary.json`` keys every engine writes (``extra`` adds engine-specific ones).
 
     ``trials`` are objects with ``compute_s`` and ``results`` (iterations reported).
     ``efficiency = compute_s / (slots × wall_s)``: the share of slot time spent training.
+    After a resume, ``wall_s`` is this session's, so ``compute_s`` is too: the trials' totals
+    minus ``compute_before_s`` (what they carried in from before the resume point), which the
+    summary keeps as ``compute_s_total``.
     """
     trials = list(trials)
-    compute_s = sum(t.compute_s for t in trials)
+    total = sum(t.compute_s for t in trials)
+    compute_s = max(0.0, total - compute_before_s)
+    if compute_before_s:
+        extra = {"compute_s_total": round(total, 3), **extra}
     return {
         "best": best,
         "metric": metric,

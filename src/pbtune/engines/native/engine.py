@@ -75,6 +75,7 @@ class NativeEngine(BoundaryMixin):
         self.interrupted = False
         self.last_barrier = 0  # the last barrier whose PBT decisions were made
         self.resumed_from: int | None = None  # the cut iteration a resumed run started from
+        self.compute_before_s = 0.0  # compute (s) the restored trials carry from before a resume
         self.pool: WorkerPool | None = None
         self.recovery: Recovery | None = None
         self.failures = FailureHandler(self)
@@ -323,6 +324,7 @@ class NativeEngine(BoundaryMixin):
             errors={t.trial_id: (t.error or "").splitlines()[0] for t in trials
                     if t.status == ERROR},
             failures={t.trial_id: t.failures for t in trials if t.failures},
+            compute_before_s=self.compute_before_s,
             resumed_from=self.resumed_from, stop_reason=self.stop_reason, engine="native",
             scheduling=self.cfg.scheduling,
         )

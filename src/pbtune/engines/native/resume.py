@@ -28,6 +28,7 @@ def restore_engine(engine: Any, cut: dict[str, Any], counts: dict[str, int],
     engine.trials = restore_trials(cut, engine.recovery.store)
     for tid, trial in engine.trials.items():
         trial.results = counts.get(tid, 0)
+    engine.compute_before_s = sum(t.compute_s for t in engine.trials.values())
     if engine.policy is not None and cut.get("policy_state"):
         engine.policy.set_state(cut["policy_state"])
     engine.exploits, engine.last_barrier = exploits, int(cut.get("last_barrier", 0))
