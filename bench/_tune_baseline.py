@@ -89,7 +89,7 @@ def make_train_fn(workload: str, options: Mapping[str, Any], seeds: Sequence[int
         import torch
         from ray import tune
 
-        from pbtune.engines.native.node_options import resolve_here
+        from pbtune.engines.node_options import resolve_here
         from pbtune.workloads import get
 
         cls = get(workload)

@@ -107,7 +107,7 @@ def run_tune(cfg: Any, slots: int) -> dict[str, Any]:
     import _tune_baseline
     from engine_vs_tune import plain
 
-    from pbtune.engines.native.node_options import driver_options
+    from pbtune.engines.node_options import driver_options
     from pbtune.engines.population import initial_trials
     from pbtune.workloads import get
 

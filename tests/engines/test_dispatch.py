@@ -8,7 +8,7 @@ import pytest
 
 from pbtune.engines.base import Trial
 from pbtune.engines.native.dispatch import assign
-from pbtune.engines.native.node_options import driver_options, resolve_for_node
+from pbtune.engines.node_options import driver_options, resolve_for_node
 
 FAST, SLOW = 10.0, 10.0 / 3  # iterations per compute-second: the slow worker is 3× slower
 

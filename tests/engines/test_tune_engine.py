@@ -119,3 +119,22 @@ def test_replay_follows_the_policy_file(ray_local, tmp_path):
     assert float(trial[1]["theta1"]) == pytest.approx(0.9)
     assert float(trial[3]["theta1"]) < 0.9
     assert summary["scheduler"] == "replay"
+
+
+def test_per_node_slowdown_is_resolved_on_tune_actors(ray_local, tmp_path):
+    from tests.engines.test_native import TOY
+
+    def median_iter_s(label: str) -> float:
+        cfg = toy_config(**{"workload": TOY, "tune.scheduler": "fifo", "population": 2,
+                            "stop.max_iterations": 3, "param_space": {"lr": 0.1},
+                            "pbt.hyperparam_mutations": {"lr": [0.1]},
+                            "options": {"sleep": 0.05, "slowdown": {label: 4.0}}})
+        summary, run_dir = run(cfg, tmp_path / label)
+        assert summary["errors"] == {}  # a mapping reaching the workload would fail it
+        times = sorted(float(r["time_this_iter_s"]) for t in rows_by_trial(run_dir).values()
+                       for r in t)
+        return times[len(times) // 2]
+
+    # Every node offers the resource CPU and none "no-such-resource": 4x slower vs full speed.
+    slow, fast = median_iter_s("CPU"), median_iter_s("no-such-resource")
+    assert 0.04 <= fast < 0.1 and slow >= 0.19

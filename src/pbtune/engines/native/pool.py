@@ -14,8 +14,8 @@ import ray
 
 from pbtune.cluster import actor_options, cluster_nodes, connect, plan_cluster
 from pbtune.engines.base import Trial
-from pbtune.engines.native.node_options import driver_options
 from pbtune.engines.native.worker import RemoteWorker
+from pbtune.engines.node_options import driver_options
 from pbtune.errors import UserError
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import ray
 
 from pbtune.engines.base import is_better, reached
-from pbtune.engines.native.node_options import resolve_here
+from pbtune.engines.node_options import resolve_here
 
 
 def resource_usage(process: Any) -> dict[str, float]:

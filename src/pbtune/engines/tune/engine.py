@@ -31,6 +31,7 @@ import ray
 from ray import tune
 
 from pbtune.engines.base import Callback, run_summary
+from pbtune.engines.node_options import driver_options
 from pbtune.engines.population import initial_trials
 from pbtune.engines.tune import schedulers, space
 from pbtune.engines.tune.bridge import Bridge, ThresholdStopper, pbtune_id
@@ -87,7 +88,7 @@ class TuneEngine:
                             + " (run `pbtune plan` for the per-node table)")
         self.slots = len(plan.workers)
         self.workers = [{"index": w.index, "node": w.node_id, "ip": w.ip} for w in plan.workers]
-        self.data_ref = ray.put(get(self.cfg.workload).load_data(dict(self.cfg.options)))
+        self.data_ref = ray.put(get(self.cfg.workload).load_data(driver_options(self.cfg.options)))
         self.startup_s = time.time() - start
 
     def enable_recovery(self, run_dir: Path, header: dict[str, Any] | None = None) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 from ray import tune
 
 from pbtune.engines.base import is_better
+from pbtune.engines.node_options import resolve_here
 
 STATE_FILE = "state.pkl"
 
@@ -47,7 +48,9 @@ class WorkloadTrainable(tune.Trainable):
               mode: str = "max", device: str = "cpu", threads: int = 1) -> None:
         for name in ("ray.tune", "ray.train"):  # no INFO line per checkpoint save and restore
             logging.getLogger(name).setLevel(logging.WARNING)
-        self._spec = (workload, dict(options or {}), list(seeds), device, threads)
+        # Per-node options (``slowdown: {"slow": 3.0}``) resolved for this actor's node, as the
+        # native workers do, so both engines see the same heterogeneous cluster.
+        self._spec = (workload, resolve_here(dict(options or {})), list(seeds), device, threads)
         self._data = data
         self._metric, self._mode = metric, mode
         self._build()
