@@ -1,0 +1,34 @@
+"""bench/engine_vs_tune.py's judging logic: per-repeat ratios and the medians the targets use."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import engine_vs_tune as bench
+
+
+def _rows(ours_wall: float, tune_wall: float, ours_best: float, tune_best: float) -> dict:
+    return {"pbtune": {"wall_s": ours_wall - 3, "wall_end_to_end_s": ours_wall, "efficiency": 0.95,
+                       "best": {"metric": ours_best}, "exploits": 8},
+            "tune": {"wall_s": tune_wall, "efficiency": 0.18, "best": {"metric": tune_best},
+                     "exploits": 6}}
+
+
+def test_single_run_checks() -> None:
+    ratios, checks = bench.compare(_rows(20.0, 79.0, 0.97, 0.97))
+    assert ratios["wall Tune/pbtune"] == 3.95 and not checks["wall <= Tune/4"]
+    assert checks["efficiency >= 0.90"] and checks["best accuracy >= Tune's"]
+
+
+def test_medians_over_repeats_judge_the_targets() -> None:
+    repeats = [_rows(20.0, 79.0, 0.97, 0.98), _rows(16.0, 80.0, 0.98, 0.97),
+               _rows(17.0, 85.0, 0.98, 0.975)]
+    text, out, checks = bench.summarize(repeats)
+    assert out["ratios"]["wall Tune/pbtune"] == 5.0  # median of 3.95, 5.0, 5.0
+    assert out["medians"]["pbtune"]["wall"] == 17.0 and out["medians"]["tune"]["best"] == 0.975
+    assert checks == {"median efficiency >= 0.90": True, "median wall ratio >= 4": True,
+                      "median best accuracy >= Tune's": True}
+    assert "(per repeat: 3.95, 5.00, 5.00)" in text and "medians over 3 repeats" in text
