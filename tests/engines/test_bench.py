@@ -104,3 +104,16 @@ def test_bench_runs_every_method_on_pbt_toy(tmp_path: Path) -> None:
                 "tune-pbt-synch_best_minus_random", "native-pbt_best_minus_random"):
         assert result["ratios"][key] is not None, key
     assert "| tune-pbt-synch |" in proc.stdout
+
+
+@pytest.mark.ray
+def test_bench_reports_failing_trials(tmp_path: Path) -> None:
+    toy = REPO / "tests" / "engines" / "toy_workload.py"
+    cmd = [sys.executable, "-m", "pbtune.cli", "bench", "--workload", f"{toy}:Counter",
+           "--set", "population=2", "--set", "stop.max_iterations=2",
+           "--set", "stop.metric_threshold=null", "--set", 'options={"raise_at": 2}',
+           "--methods", "native-pbt"]
+    env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "2 trial(s) FAILED, first: RuntimeError: boom in user code" in proc.stdout

@@ -62,7 +62,8 @@ def run_method(cfg: Any) -> dict[str, Any]:
     return {"seed": cfg.seed, "best": best.get("metric"), "wall_s": summary["wall_s"],
             "end_to_end_s": round(end_to_end, 3), "efficiency": summary["efficiency"],
             "exploits": summary["exploits"], "iterations": summary["iterations"],
-            "slots": summary["slots"], "errors": len(summary.get("errors") or {})}
+            "slots": summary["slots"], "errors": len(summary.get("errors") or {}),
+            "first_error": next(iter((summary.get("errors") or {}).values()), None)}
 
 
 def _median(values: Sequence[float | None]) -> float | None:
@@ -75,15 +76,19 @@ def run_bench(cfg: Any, seeds: int, methods: Sequence[str] = METHODS,
     """Every method × seed; returns per-run rows, per-method medians and the ratios."""
     from pbtune.cluster import connect
 
-    # Ray itself starts once, before any timing: it is not part of either engine.
-    connect(cfg.resources.address)
+    # Ray itself starts once, before any timing: it is not part of either engine. Workers'
+    # output is not forwarded: the table is the product, and Ray's actor teardown under Tune
+    # prints harmless tracebacks; trial errors are counted in each row, the first one printed.
+    connect(cfg.resources.address, log_to_driver=False)
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     for seed in range(seeds):
         for method in methods:
             row = run_method(method_config(cfg, method, seed))
             runs[method].append(row)
+            errors = (f", {row['errors']} trial(s) FAILED, first: {row['first_error']}"
+                      if row["errors"] else "")
             progress(f"seed {seed} {method}: best {row['best']}, end-to-end "
-                     f"{row['end_to_end_s']:.1f} s, exploits {row['exploits']}")
+                     f"{row['end_to_end_s']:.1f} s, exploits {row['exploits']}{errors}")
     medians = {m: {k: _median([r[k] for r in rows]) for k in
                    ("best", "wall_s", "end_to_end_s", "efficiency", "exploits")}
                for m, rows in runs.items()}
