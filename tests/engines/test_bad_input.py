@@ -56,6 +56,13 @@ def missing_config(run_dir: Path) -> list[str]:
     return [str(run_dir)]
 
 
+def tune_run(run_dir: Path) -> list[str]:
+    (run_dir / "journal.jsonl").unlink()  # the Tune engine keeps no journal
+    path = run_dir / "config.yaml"
+    path.write_text(path.read_text().replace("engine: native", "engine: tune"))
+    return [str(run_dir)]
+
+
 def never_started(run_dir: Path) -> list[str]:
     return [str(run_dir)]
 
@@ -71,6 +78,7 @@ CASES = [
     ("override changes the experiment", changing_override, ["population=8", "stored config"]),
     ("config.yaml missing", missing_config, ["config.yaml", "missing"]),
     ("run died before training", never_started, ["never started"]),
+    ("a Tune engine run", tune_run, ["engine: tune", "native engine only", "pbtune run"]),
 ]
 
 

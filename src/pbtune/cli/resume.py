@@ -29,8 +29,12 @@ def load_run(run_dir: Path, overrides: list[str], address: str | None) -> tuple[
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a directory; pass a run directory "
                         "(results/<experiment>/<run-id>)")
-    header, events = read_journal(run_dir)
     cfg_path = run_dir / "config.yaml"
+    if not (run_dir / "journal.jsonl").exists() and _engine_of(cfg_path) == "tune":
+        raise UserError(f"{run_dir} ran with engine: tune, and pbtune resume supports the native "
+                        f"engine only (Ray Tune's experiment restore is not wired in); run it "
+                        f"again with `pbtune run {cfg_path}`")
+    header, events = read_journal(run_dir)
     if not cfg_path.is_file():
         raise UserError(f"{cfg_path} is missing; a run cannot be resumed without the config it "
                         "started with")
@@ -48,6 +52,17 @@ def load_run(run_dir: Path, overrides: list[str], address: str | None) -> tuple[
                             f"{cfg_path}; resume uses the stored config — drop the overrides, or "
                             "start a new run with them")
     return stored, header, events
+
+
+def _engine_of(cfg_path: Path) -> str | None:
+    """The ``engine:`` a stored config names (None when unreadable: the usual checks report it)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(cfg_path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return data.get("engine") if isinstance(data, dict) else None
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
