@@ -14,7 +14,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     Checks Csys + T·W·Cw <= Cnode and T·W·Gw <= Gnode on every node and says why a request could
     not be placed (it would stay PENDING) and what to change. Exit code 2 when nothing fits.
     """
-    from pbtune.cluster import cluster_nodes, connect, plan_cluster, plan_text
+    from pbtune.cluster import cluster_nodes, connect, plan_cluster
+    from pbtune.reporting.plan_table import plan_text
 
     cfg = resolved_config(args)
     res = cfg.resources

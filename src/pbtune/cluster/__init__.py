@@ -19,8 +19,6 @@ from pbtune.cluster.plan import (
     WorkerSpec,
     effective_reserve,
     plan_cluster,
-    plan_text,
-    render_plan,
 )
 
 _LAZY = {  # name → module that imports Ray
@@ -40,8 +38,6 @@ __all__ = [
     "connect",
     "effective_reserve",
     "plan_cluster",
-    "plan_text",
-    "render_plan",
     "watch_nodes",
 ]
 

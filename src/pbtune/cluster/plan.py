@@ -14,14 +14,9 @@ exactly as Ray will pack it.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-
-from rich import box
-from rich.console import Console
-from rich.table import Table
 
 from pbtune.errors import UserError
 
@@ -121,7 +116,8 @@ def _units(x: float) -> int:
     return round(x * _RAY_UNITS)
 
 
-def _qty(x: float, unit: str) -> str:
+def quantity(x: float, unit: str) -> str:
+    """``1 CPU``, ``0.25 GPUs``: an amount with its unit, for messages and tables."""
     return f"{x:g} {unit}" + ("" if x == 1 else "s")
 
 
@@ -176,23 +172,23 @@ def _node_capacity(node: NodeInfo, alloc: Mapping[str, Mapping[str, float]] | No
         reasons.append(("not in resource_allocation", "list its IP there to use it"))
     cpu_slots = _units(cap_c) // _units(cw) if cw else math.inf
     layout: list[int | None] = [None] * int(cpu_slots) if not gw else list(_gpu_layout(cap_g, gw))
-    need_c, need_g = f"{_qty(cw, 'CPU')} per trial", f"{_qty(gw, 'GPU')} per trial"
+    need_c, need_g = f"{quantity(cw, 'CPU')} per trial", f"{quantity(gw, 'GPU')} per trial"
     excluded = bool(reasons)  # dead or unlisted: the resource checks below say nothing new
     if not excluded and cpu_slots == 0:
         reasons.append(
-            (f"resource_allocation gives {_qty(cap_c, 'CPU')} < {need_c}",
+            (f"resource_allocation gives {quantity(cap_c, 'CPU')} < {need_c}",
              "raise its CPU or lower cpus_per_trial")
             if limits is not None and "CPU" in limits and cap_c < node.cpus - reserve else
-            (f"reserve {_qty(reserve, 'CPU')} + {need_c} > {_qty(node.cpus, 'CPU')}",
+            (f"reserve {quantity(reserve, 'CPU')} + {need_c} > {quantity(node.cpus, 'CPU')}",
              "lower cpus_per_trial or reserve_cpus") if reserve > 0 else
-            (f"has {_qty(node.cpus, 'CPU')} < {need_c}", "lower cpus_per_trial or add nodes"))
+            (f"has {quantity(node.cpus, 'CPU')} < {need_c}", "lower cpus_per_trial or add nodes"))
     if not excluded and gw and not layout:
         reasons.append(
             (f"needs {need_g} but has 0 GPUs", "set gpus_per_trial: 0 or add GPU nodes")
             if node.gpus == 0 else
-            (f"resource_allocation gives {_qty(cap_g, 'GPU')} < {need_g}",
+            (f"resource_allocation gives {quantity(cap_g, 'GPU')} < {need_g}",
              "raise its GPU or lower gpus_per_trial") if cap_g < node.gpus else
-            (f"has {_qty(node.gpus, 'GPU')} < {need_g}", "lower gpus_per_trial or add nodes"))
+            (f"has {quantity(node.gpus, 'GPU')} < {need_g}", "lower gpus_per_trial or add nodes"))
     n = int(min(cpu_slots, len(layout)))
     plan = NodePlan(ip=node.ip, node_id=node.node_id, cpus=node.cpus, gpus=node.gpus,
                     reserve=reserve, cap_cpus=cap_c, cap_gpus=cap_g, slots=n,
@@ -264,38 +260,3 @@ def plan_cluster(nodes: Sequence[NodeInfo], *, cpus_per_trial: float, gpus_per_t
                         f"{len(workers)} (add nodes or lower cpus_per_trial/gpus_per_trial)")
     return Plan(nodes=tuple(node_plans), workers=tuple(workers), problems=tuple(problems),
                 cpus_per_trial=cw, gpus_per_trial=gw, slots_asked=slots)
-
-
-def render_plan(plan: Plan) -> Table:
-    """The per-node table for ``pbtune plan``, with a totals row."""
-    dup = {p.ip for p in plan.nodes if sum(q.ip == p.ip for q in plan.nodes) > 1}
-    table = Table(title="pbtune capacity plan", title_justify="left", box=box.SIMPLE_HEAD)
-    for name in ("node", "CPUs", "GPUs", "reserve", "cap CPUs", "cap GPUs", "slots", "trials"):
-        table.add_column(name, justify="left" if name == "node" else "right", no_wrap=True)
-    table.add_column("note", min_width=24)
-    for i, p in enumerate(plan.nodes):
-        label = p.ip + (f" ({p.node_id[:8]})" if p.ip in dup else "") + " head" * p.is_head
-        table.add_row(label, f"{p.cpus:g}", f"{p.gpus:g}", f"{p.reserve:g}", f"{p.cap_cpus:g}",
-                      f"{p.cap_gpus:g}", str(p.slots), str(p.trials_concurrent), p.reason or "",
-                      end_section=i == len(plan.nodes) - 1)
-    used = sum(1 for p in plan.nodes if p.slots)
-    table.add_row("total", f"{sum(p.cpus for p in plan.nodes):g}",
-                  f"{sum(p.gpus for p in plan.nodes):g}", "", "", "", str(plan.total_slots),
-                  str(plan.trials_concurrent), f"{used}/{len(plan.nodes)} nodes used")
-    return table
-
-
-def plan_text(plan: Plan, width: int = 132) -> str:
-    """The plan as plain text: the table, one totals line, then the problems (if any)."""
-    console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
-    console.print(render_plan(plan))
-    per_trial = _qty(plan.cpus_per_trial, "CPU")
-    per_trial += f" + {_qty(plan.gpus_per_trial, 'GPU')}" if plan.gpus_per_trial else ""
-    asked = f" (slots={plan.slots_asked} asked)" if plan.slots_asked is not None else ""
-    lines = [line.rstrip() for line in console.export_text().splitlines()]
-    lines.append(f"{plan.total_slots} worker slots{asked}, {plan.trials_concurrent} concurrent "
-                 f"trials, {per_trial} per trial")
-    lines += [f"problem: {problem}" for problem in plan.problems]
-    if not plan.can_run():
-        lines.append("nothing can run: these trials would stay PENDING forever in Ray")
-    return "\n".join(lines) + "\n"

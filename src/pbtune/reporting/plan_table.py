@@ -1,0 +1,50 @@
+"""``pbtune plan``'s output: the capacity plan as a per-node table and as plain text.
+
+Why apart from :mod:`pbtune.cluster.plan`: the plan is arithmetic (unit-tested, used by the
+engines); how it is shown is reporting, and the same table serves the terminal and CI logs.
+"""
+
+from __future__ import annotations
+
+import io
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from pbtune.cluster.plan import Plan, quantity
+
+
+def render_plan(plan: Plan) -> Table:
+    """The per-node table for ``pbtune plan``, with a totals row."""
+    dup = {p.ip for p in plan.nodes if sum(q.ip == p.ip for q in plan.nodes) > 1}
+    table = Table(title="pbtune capacity plan", title_justify="left", box=box.SIMPLE_HEAD)
+    for name in ("node", "CPUs", "GPUs", "reserve", "cap CPUs", "cap GPUs", "slots", "trials"):
+        table.add_column(name, justify="left" if name == "node" else "right", no_wrap=True)
+    table.add_column("note", min_width=24)
+    for i, p in enumerate(plan.nodes):
+        label = p.ip + (f" ({p.node_id[:8]})" if p.ip in dup else "") + " head" * p.is_head
+        table.add_row(label, f"{p.cpus:g}", f"{p.gpus:g}", f"{p.reserve:g}", f"{p.cap_cpus:g}",
+                      f"{p.cap_gpus:g}", str(p.slots), str(p.trials_concurrent), p.reason or "",
+                      end_section=i == len(plan.nodes) - 1)
+    used = sum(1 for p in plan.nodes if p.slots)
+    table.add_row("total", f"{sum(p.cpus for p in plan.nodes):g}",
+                  f"{sum(p.gpus for p in plan.nodes):g}", "", "", "", str(plan.total_slots),
+                  str(plan.trials_concurrent), f"{used}/{len(plan.nodes)} nodes used")
+    return table
+
+
+def plan_text(plan: Plan, width: int = 132) -> str:
+    """The plan as plain text: the table, one totals line, then the problems (if any)."""
+    console = Console(record=True, width=width, file=io.StringIO(), color_system=None)
+    console.print(render_plan(plan))
+    per_trial = quantity(plan.cpus_per_trial, "CPU")
+    per_trial += f" + {quantity(plan.gpus_per_trial, 'GPU')}" if plan.gpus_per_trial else ""
+    asked = f" (slots={plan.slots_asked} asked)" if plan.slots_asked is not None else ""
+    lines = [line.rstrip() for line in console.export_text().splitlines()]
+    lines.append(f"{plan.total_slots} worker slots{asked}, {plan.trials_concurrent} concurrent "
+                 f"trials, {per_trial} per trial")
+    lines += [f"problem: {problem}" for problem in plan.problems]
+    if not plan.can_run():
+        lines.append("nothing can run: these trials would stay PENDING forever in Ray")
+    return "\n".join(lines) + "\n"
