@@ -14,8 +14,9 @@ iterations per trial, the same Ray instance — and only the engine or the searc
 * ``random``: the native engine with ``pbt.enabled: false`` — the same population trained for the
   same budget without exploit/explore (the ablation PBT must beat).
 
-Timing: ``end_to_end_s`` is measured around ``prepare()`` + ``run()`` for every method, so start-up
-cannot flatter either engine; ``wall_s`` and ``efficiency`` are each engine's own definitions.
+Timing: each run gets a fresh Ray session, started before its clock starts; ``end_to_end_s`` is
+measured around ``prepare()`` + ``run()`` for every method, so start-up cannot flatter either
+engine; ``wall_s`` and ``efficiency`` are each engine's own definitions.
 With ``seeds = N`` each method runs with seeds 0..N-1 and the table shows medians; the time
 ratios are also given per seed (native and Tune ran back to back on the same machine state), as
 their median, which load changes between seeds move less than a ratio of medians.
@@ -74,16 +75,23 @@ def _median(values: Sequence[float | None]) -> float | None:
 def run_bench(cfg: Any, seeds: int, methods: Sequence[str] = METHODS,
               progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Every method × seed; returns per-run rows, per-method medians and the ratios."""
+    import ray
+
     from pbtune.cluster import connect
 
-    # Ray itself starts once, before any timing: it is not part of either engine. Workers'
-    # output is not forwarded: the table is the product, and Ray's actor teardown under Tune
-    # prints harmless tracebacks; trial errors are counted in each row, the first one printed.
-    connect(cfg.resources.address, log_to_driver=False)
     runs: dict[str, list[dict[str, Any]]] = {m: [] for m in methods}
     for seed in range(seeds):
         for method in methods:
-            row = run_method(method_config(cfg, method, seed))
+            # A fresh Ray session per run, connected before the timing starts: no run inherits
+            # another's leftovers (Tune's placement groups, object-store contents; a Tune run
+            # was once seen to leave a CPU unreleased). Workers' output is not forwarded: the
+            # table is the product, and Ray's actor teardown under Tune prints harmless
+            # tracebacks; trial errors are counted in each row, the first one printed.
+            connect(cfg.resources.address, log_to_driver=False)
+            try:
+                row = run_method(method_config(cfg, method, seed))
+            finally:
+                ray.shutdown()
             runs[method].append(row)
             errors = (f", {row['errors']} trial(s) FAILED, first: {row['first_error']}"
                       if row["errors"] else "")

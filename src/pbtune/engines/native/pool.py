@@ -7,6 +7,7 @@ data reference, stopping running segments, per-worker speed — lives here.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from typing import Any
 
@@ -60,9 +61,38 @@ class WorkerPool:
         for handle in self.workers:
             handle.set_data.remote(self.data_ref)
         self.dead: set[int] = set()  # slots whose worker was lost and could not be recreated
-        self.info = ray.get([w.info.remote() for w in self.workers])
         self.speeds: dict[int, float] = {}  # worker → iterations per compute second (EMA)
-        self.starting: dict[int, Any] = {}  # grown worker → its pending info() reference
+        self.starting: dict[int, Any] = {}  # worker not started yet → its pending info() ref
+        self.info = self._wait_started(float(res.start_timeout_s))
+
+    def _wait_started(self, timeout_s: float) -> list[dict[str, Any]]:
+        """Every worker's info once all started or ``timeout_s`` passed (then late ones are
+        adopted when they start, like workers of a node that joined); none started: UserError.
+
+        Why not wait forever: the plan counts each node's total resources, and resources another
+        job holds (or Ray has not released yet) keep a worker pending with no error at all.
+        """
+        refs = [w.info.remote() for w in self.workers]
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+        done = set(ready)
+        info: list[dict[str, Any]] = []
+        for spec, ref in zip(self.specs, refs, strict=True):
+            if ref in done:
+                info.append(ray.get(ref))
+            else:
+                info.append({"index": spec.index, "node_id": spec.node_id, "ip": spec.ip})
+                self.starting[spec.index] = ref
+        if not ready:
+            self.shutdown()
+            raise UserError(
+                f"none of the {len(refs)} planned workers started within {timeout_s:g} s: their "
+                "CPUs/GPUs are held by something else (`ray status` shows what is in use); free "
+                "them, lower resources.slots, or raise resources.start_timeout_s")
+        if self.starting:
+            print(f"warning: {len(self.starting)} of {len(refs)} workers had not started after "
+                  f"{timeout_s:g} s (resources in use elsewhere); starting with {len(ready)}, the "
+                  "others join when they start", file=sys.stderr)
+        return info
 
     @property
     def size(self) -> int:

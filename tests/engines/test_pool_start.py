@@ -1,0 +1,73 @@
+"""Planned workers that cannot start (their resources are held elsewhere) never hang the run."""
+
+from __future__ import annotations
+
+import csv
+import threading
+import time
+
+import pytest
+
+from pbtune.engines import create_engine
+from pbtune.errors import UserError
+from pbtune.results import ResultsWriter, create_run_dir
+from tests.engines.test_native import read_rows, toy_config
+
+pytestmark = pytest.mark.ray
+
+
+def _blockers(ray, n: int) -> list:
+    @ray.remote(num_cpus=1)
+    class Blocker:
+        def ready(self) -> bool:
+            return True
+
+    blockers = [Blocker.remote() for _ in range(n)]
+    ray.get([b.ready.remote() for b in blockers])  # they hold their CPU now
+    return blockers
+
+
+def test_run_starts_with_the_workers_that_started_and_adopts_the_late_one(
+        ray_local, tmp_path, capsys):
+    ray = ray_local
+    (blocker,) = _blockers(ray, 1)  # 1 of the 2 CPUs the plan counts is taken
+    cfg = toy_config(**{"resources.reserve_cpus": 0, "resources.start_timeout_s": 2,
+                        "population": 4, "stop.max_iterations": 8,
+                        "options": {"sleep": 0.1}})
+    run_dir = create_run_dir(tmp_path, cfg.name)
+    engine = create_engine(cfg, [ResultsWriter(run_dir)])
+    try:
+        started = time.monotonic()
+        engine.prepare()
+        assert time.monotonic() - started < 30
+        assert "1 of 2 workers had not started after 2 s" in capsys.readouterr().err
+        late = set(engine.pool.starting)
+        assert len(late) == 1
+        threading.Timer(1.0, ray.kill, args=(blocker,)).start()  # the CPU frees up mid-run
+        summary = engine.run()
+    finally:
+        ray.kill(blocker)
+    assert not summary["errors"] and summary["iterations"] == 32
+    with (run_dir / "timeline.csv").open() as f:
+        ran = {int(r["worker"]) for r in csv.DictReader(f)}
+    assert late <= ran  # the late worker was adopted and ran segments
+    rows = read_rows(run_dir)
+    assert all(sorted(r) == list(range(1, 9)) for r in rows.values())
+
+
+def test_no_worker_can_start_is_a_user_error(ray_local, tmp_path):
+    ray = ray_local
+    blockers = _blockers(ray, 2)
+    try:
+        cfg = toy_config(**{"resources.reserve_cpus": 0, "resources.start_timeout_s": 1})
+        engine = create_engine(cfg, [])
+        with pytest.raises(UserError, match="none of the 2 planned workers started within 1 s"):
+            engine.prepare()
+    finally:
+        for b in blockers:
+            ray.kill(b)
+    # The pending workers were killed with the error: the CPUs are free again.
+    deadline = time.monotonic() + 10
+    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ray.available_resources().get("CPU", 0) == 2
