@@ -2,8 +2,8 @@
 
 Why: pbtune exists because Ray Tune's PBT, when the population exceeds the slots, spends much of
 the slots' time pausing trials, writing and reading checkpoints and restarting actors instead of
-training. This benchmark puts a number on that claim under identical conditions: one Ray instance
-with the same CPUs, the same 8 initial configs and seeds, the same mutations and PBT settings, the
+training. This benchmark puts a number on that claim under identical conditions: a fresh local Ray
+instance per engine run with the same CPUs, the same 8 initial configs and seeds, the same mutations and PBT settings, the
 same workload code and the same thread count per trial. Targets (from the issue): pbtune efficiency
 ≥ 0.90, pbtune wall time ≤ 1/4 of Tune's, and a best accuracy at least Tune's.
 
@@ -294,27 +294,33 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"trials": cfg.population, "slots": SLOTS, "iterations": args.iterations,
                 "epochs/iter": args.epochs, "interval": args.interval, "seed": args.seed}
     load_before = os.getloadavg()
-    ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
+
+    def fresh(run: Any, *a: Any, **k: Any) -> dict[str, Any]:
+        """One engine run in its own Ray session, started before (and outside) its timing, so
+        no run inherits another's leftovers (actors, placement groups, object-store contents)."""
+        ray.init(address="local", num_cpus=SLOTS, include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.ERROR)
+        try:
+            return run(*a, **k)
+        finally:
+            ray.shutdown()
+
     repeats: list[dict[str, dict[str, Any]]] = []
-    try:
-        for i in range(args.repeats):
-            rows: dict[str, dict[str, Any]] = {}
-            if not args.skip_pbtune:
-                rows["pbtune"] = run_pbtune(cfg)
-            if not args.skip_tune:
-                keep = args.tune_num_to_keep
-                rows["tune"] = run_tune(cfg, reuse_actors=False, num_to_keep=keep)
-                if args.reuse_actors:
-                    rows["tune_reuse_actors"] = run_tune(cfg, reuse_actors=True,
-                                                         num_to_keep=keep)
-            repeats.append(rows)
-            ratios, checks = compare(rows)
-            if args.repeats > 1:
-                print(f"\n== repeat {i + 1} of {args.repeats} ==")
-            print(render(rows, ratios, checks, settings), flush=True)
-    finally:
-        ray.shutdown()
+    for i in range(args.repeats):
+        rows: dict[str, dict[str, Any]] = {}
+        if not args.skip_pbtune:
+            rows["pbtune"] = fresh(run_pbtune, cfg)
+        if not args.skip_tune:
+            keep = args.tune_num_to_keep
+            rows["tune"] = fresh(run_tune, cfg, reuse_actors=False, num_to_keep=keep)
+            if args.reuse_actors:
+                rows["tune_reuse_actors"] = fresh(run_tune, cfg, reuse_actors=True,
+                                                  num_to_keep=keep)
+        repeats.append(rows)
+        ratios, checks = compare(rows)
+        if args.repeats > 1:
+            print(f"\n== repeat {i + 1} of {args.repeats} ==")
+        print(render(rows, ratios, checks, settings), flush=True)
     medians: dict[str, Any] = {}
     if args.repeats > 1:
         text, medians, checks = summarize(repeats)
