@@ -3,9 +3,10 @@
 Why: pbtune exists because Ray Tune's PBT, when the population exceeds the slots, spends much of
 the slots' time pausing trials, writing and reading checkpoints and restarting actors instead of
 training. This benchmark puts a number on that claim under identical conditions: a fresh local Ray
-instance per engine run with the same CPUs, the same 8 initial configs and seeds, the same mutations and PBT settings, the
-same workload code and the same thread count per trial. Targets (from the issue): pbtune efficiency
-≥ 0.90, pbtune wall time ≤ 1/4 of Tune's, and a best accuracy at least Tune's.
+instance per engine run with the same CPUs, the same 8 initial configs and seeds, the same
+mutations and PBT settings, the same workload code and the same thread count per trial. Targets
+(from the issue): pbtune efficiency ≥ 0.90, pbtune wall time ≤ 1/4 of Tune's, and a best accuracy
+at least Tune's.
 
 Definitions, the same for both sides:
 

@@ -13,8 +13,8 @@ from pbtune.errors import UserError
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run one workload and budget through native PBT, Ray Tune's PBT and random search.
 
-    Every method trains the same seeded population for the same iterations on the same Ray
-    instance; only the engine (native, tune with Tune's asynchronous or synchronous PBT) or the
+    Every method trains the same seeded population for the same iterations, each run in a fresh
+    Ray session; only the engine (native, tune with Tune's asynchronous or synchronous PBT) or the
     search (random = native with pbt.enabled false) differs. Prints each method's median best
     metric, end-to-end and engine wall time, efficiency and exploits over --seeds N (seeds
     0..N-1), then the ratios. No result directories are written; --out FILE.json keeps every

@@ -21,7 +21,7 @@ def load_run(run_dir: Path, overrides: list[str], address: str | None) -> tuple[
     run started, and overrides that would change the experiment.
     """
     from pbtune.config import dump_yaml, load_config, resolve
-    from pbtune.results.journal import read_journal
+    from pbtune.results.journal import JOURNAL_NAME, read_journal
 
     if not run_dir.exists():
         raise UserError(f"run directory {run_dir} does not exist; pass the directory printed by "
@@ -30,7 +30,7 @@ def load_run(run_dir: Path, overrides: list[str], address: str | None) -> tuple[
         raise UserError(f"{run_dir} is not a directory; pass a run directory "
                         "(results/<experiment>/<run-id>)")
     cfg_path = run_dir / "config.yaml"
-    if not (run_dir / "journal.jsonl").exists() and _engine_of(cfg_path) == "tune":
+    if not (run_dir / JOURNAL_NAME).exists() and _engine_of(cfg_path) == "tune":
         raise UserError(f"{run_dir} ran with engine: tune, and pbtune resume supports the native "
                         f"engine only (Ray Tune's experiment restore is not wired in); run it "
                         f"again with `pbtune run {cfg_path}`")

@@ -3,7 +3,8 @@
 Why in the package (not only ``bench/``): "is the native engine worth it on *my* workload?" should
 be one command on the user's own config. Every method runs the same resolved config — the same
 seeded initial population and trial seeds, the same mutations and PBT settings, the same
-iterations per trial, the same Ray instance — and only the engine or the search changes:
+iterations per trial, the same cluster (a fresh Ray session per run) — and only the engine or
+the search changes:
 
 * ``native-pbt``: ``engine: native`` as configured;
 * ``tune-pbt``: ``engine: tune`` with ``tune.scheduler: pbt`` and Tune's default

@@ -114,24 +114,25 @@ class RunState(Callback):
     def on_start(self, info: dict[str, Any]) -> None:
         with self.lock:
             self.t0 = info.get("start_time", time.time())
-            self.workers = list(info["workers"])
-            self.worker_ip = {int(w["index"]): str(w["ip"]) for w in self.workers}
+            self._set_workers(info["workers"])
             self.slots = int(info["slots"])
-            for worker in self.workers:
-                self.nodes.setdefault(str(worker["ip"]), {"cpu": None, "gpu": None})
             for trial in info["trials"]:
                 self._view(trial).config = dict(trial.config)
 
     def on_workers(self, workers: list[dict[str, Any]]) -> None:
         """Nodes joined or left: count only live workers; a node with none left is dropped."""
         with self.lock:
-            self.workers = [w for w in workers if w.get("alive", True)]
-            self.worker_ip = {int(w["index"]): str(w["ip"]) for w in workers}
-            ips = {str(w["ip"]) for w in self.workers}
-            for ip in ips:
-                self.nodes.setdefault(ip, {"cpu": None, "gpu": None})
-            for ip in set(self.nodes) - ips:
-                del self.nodes[ip]
+            self._set_workers(workers)
+
+    def _set_workers(self, workers: list[dict[str, Any]]) -> None:
+        # Caller holds the lock. Past rows keep naming their node (worker_ip has every worker).
+        self.workers = [w for w in workers if w.get("alive", True)]
+        self.worker_ip = {int(w["index"]): str(w["ip"]) for w in workers}
+        ips = {str(w["ip"]) for w in self.workers}
+        for ip in ips:
+            self.nodes.setdefault(ip, {"cpu": None, "gpu": None})
+        for ip in set(self.nodes) - ips:
+            del self.nodes[ip]
 
     def on_trial_start(self, trial: Trial) -> None:
         with self.lock:

@@ -264,8 +264,8 @@ class NativeEngine(BoundaryMixin):
             ]
             if watcher.poll():  # nodes joined or left (elastic.py)
                 self._journal({"event": "membership", **watcher.events[-1]}, sync=True)
-            if pool.membership() != membership:  # grown, started, retired or lost for good
-                membership = pool.membership()
+            if (current := pool.membership()) != membership:  # grown, started, retired, lost
+                membership = current
                 self._emit("on_workers", pool.describe())
             busy = {w for w, *_ in inflight.values()}
             now = time.time() - t0

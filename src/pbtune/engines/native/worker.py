@@ -74,20 +74,18 @@ class Worker:
         from pbtune.workloads import get
 
         self.cls = get(workload)
-        if threads and "torch" not in sys.modules:
+        if "torch" in sys.modules:  # the workload's module imported it
+            import torch
+
+            if threads:
+                torch.set_num_threads(threads)
+            # The first optimiser a process builds imports torch._dynamo (about 3 s here): pay it
+            # at start-up, while the driver decodes the data, not inside the first segment.
+            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        elif threads:
             # A torch-free workload (pbt-toy) must not pay torch's import here; should it import
             # torch later, torch reads its thread count from this variable.
             os.environ["OMP_NUM_THREADS"] = str(threads)
-        elif threads:
-            import torch
-
-            torch.set_num_threads(threads)
-        if "torch" in sys.modules:
-            # The first optimiser a process builds imports torch._dynamo (about 3 s here): pay it
-            # at start-up, while the driver decodes the data, not inside the first segment.
-            import torch
-
-            torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
         # Per-node options (``slowdown: {"slow": 3.0}``) become plain values for this node here,
         # so workloads never see a mapping nor need Ray (see node_options).
         self.options = resolve_here(options)
