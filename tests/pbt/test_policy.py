@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from typing import Any
 
 import pytest
 
-from pbtune.pbt import Decision, PBTPolicy, PBTSettings, quantile_split
+from pbtune.pbt import Decision, PBTPolicy, PBTSettings, quantile_split, safe_from_exploit
 
 MUTATIONS = {"lr": {"loguniform": [1e-4, 1e-1]}, "bs": [16, 32, 64, 128]}
 
@@ -52,6 +53,42 @@ def test_quantile_ties_are_broken_by_trial_id_regardless_of_dict_order() -> None
     forward = {"a": 1.0, "b": 1.0, "c": 1.0, "d": 1.0}
     backward = dict(reversed(forward.items()))
     assert quantile_split(forward, 0.5) == quantile_split(backward, 0.5) == (["a", "b"], ["c", "d"])
+
+
+@pytest.mark.parametrize("q", [0.1, 0.25, 0.5])
+def test_safe_trials_never_end_in_the_lower_quantile(q: float) -> None:
+    """Whatever the pending trials score (ties, NaN, or dropping out of the ranking), a trial
+    called safe is never replaced; a trial not called safe is replaced for some outcome."""
+    rng = random.Random(7)
+    for _ in range(400):
+        n_known, n_pending = rng.randint(0, 9), rng.randint(0, 6)
+        pool = [0.0, 1.0, 2.0, math.nan]  # few values: plenty of ties
+        known = {f"k{i}": rng.choice(pool) for i in range(n_known)}
+        safe = safe_from_exploit(known, n_pending, q)
+        assert all(not math.isnan(known[t]) for t in safe)
+        for _outcome in range(12):
+            final = dict(known)
+            for j in range(n_pending):
+                if rng.random() < 0.8:  # else: it errored for good and is not ranked
+                    final[f"p{j}"] = rng.choice([*pool, 9.0])
+            lower, _upper = quantile_split(final, q)
+            assert not set(safe) & set(lower), (known, n_pending, final, safe, lower)
+        # Tight: every pending trial ranks above all known ones (highest score, largest ids).
+        worst_case = {**known, **{f"z{j}": 100.0 for j in range(n_pending)}}
+        lower, _upper = quantile_split(worst_case, q)
+        unsafe = {t for t in known if t not in safe and not math.isnan(known[t])}
+        assert unsafe <= set(lower)
+
+
+def test_safe_from_exploit_examples() -> None:
+    scores = {"a": 1.0, "b": 2.0, "c": 3.0, "d": math.nan}
+    assert safe_from_exploit(scores, 0, 0.25) == ["a", "b", "c"]  # k = 1: only d is replaced
+    assert safe_from_exploit(scores, 4, 0.25) == ["b", "c"]  # k = 2 of 8
+    assert safe_from_exploit({"a": 1.0}, 0, 0.5) == ["a"]  # a population of one perturbs nobody
+    with pytest.raises(ValueError, match="pending"):
+        safe_from_exploit(scores, -1, 0.25)
+    with pytest.raises(ValueError, match="quantile_fraction"):
+        safe_from_exploit(scores, 0, 0.75)
 
 
 def test_nan_scores_rank_worst() -> None:

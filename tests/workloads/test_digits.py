@@ -68,6 +68,8 @@ def test_bad_options_are_user_errors() -> None:
         DigitsCNN({}, options={"slowdown": 0.5})
     with pytest.raises(KeyError, match="batch_size"):
         DigitsCNN({"learning_rate": 0.1}, options=SMALL)
+    with pytest.raises(UserError, match="channels_last must be true or false"):
+        DigitsCNN({}, options={**SMALL, "channels_last": "yes"})
 
 
 def test_read_only_arrays_are_accepted_and_untouched(data: dict[str, np.ndarray]) -> None:
@@ -118,6 +120,29 @@ def test_include_rng_false_keeps_own_stream(data: dict[str, np.ndarray], one_thr
     assert torch.equal(target.generator.get_state(), own_rng)
     assert torch.equal(target.model.fc2.weight, donor.model.fc2.weight)
     assert _run(target, 1) != _run(donor, 1)  # same weights, different data order
+
+
+def test_channels_last_changes_layout_not_learning(
+    data: dict[str, np.ndarray], one_thread: None
+) -> None:
+    """NHWC is a kernel choice: same init, same data order, results equal up to rounding, and a
+    state saved in one layout (an NCHW checkpoint from before the option) continues in the other."""
+    nhwc = DigitsCNN({}, data=data, options=SMALL, seed=3)
+    nchw = DigitsCNN({}, data=data, options={**SMALL, "channels_last": False}, seed=3)
+    weight = nhwc.model.conv2.weight
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+    assert nchw.model.conv2.weight.is_contiguous()
+    assert nhwc.optimizer.param_groups[0]["params"][2] is weight  # the optimiser holds NHWC ones
+    for (train_a, eval_a), (train_b, eval_b) in zip(_run(nhwc, 2), _run(nchw, 2), strict=True):
+        assert train_a["loss"] == pytest.approx(train_b["loss"], rel=1e-4)
+        assert eval_a["loss"] == pytest.approx(eval_b["loss"], rel=1e-4)
+    continued = DigitsCNN({}, data=data, options=SMALL, seed=9)
+    continued.set_state(nchw.get_state())
+    assert continued.model.conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    (train_c, eval_c), = _run(continued, 1)
+    (train_b, eval_b), = _run(nchw, 1)
+    assert train_c["loss"] == pytest.approx(train_b["loss"], rel=1e-4)
+    assert eval_c["accuracy"] == pytest.approx(eval_b["accuracy"], abs=1 / 360)
 
 
 def test_batch_size_changes_steps_per_epoch(data: dict[str, np.ndarray]) -> None:

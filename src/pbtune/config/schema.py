@@ -62,6 +62,9 @@ class PBTConfig(_Model):
     hyperparam_mutations: dict[str, Any] = {}  # default: the workload's default_mutations
     custom_explore_fn: str | None = None  # "module:function", applied after the built-in explore
     clip: bool = True  # clip perturbed values to the declared bounds (Ray does not)
+    # Native engine: a trial no pending score can put in the bottom quantile goes on past the
+    # boundary at once instead of idling its worker; the decisions are the same either way.
+    early_release: bool = True
 
     @field_validator("quantile_fraction")
     @classmethod

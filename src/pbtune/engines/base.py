@@ -40,6 +40,9 @@ class Trial:
         recorded: highest iteration whose row was reported (re-run rows are not reported again).
         results: rows reported (iterations counted in the summary).
         ckpt_iter: iteration of the latest checkpoint queued for writing (-1: none).
+        boundary: ``(iteration, state, compute_s, failures)`` when the trial went on past a
+            boundary before that boundary's decisions (early release): its state there (the donor
+            state should it be copied) and its counters there (to rewind it on Ctrl-C).
     """
 
     trial_id: str
@@ -62,6 +65,7 @@ class Trial:
     recorded: int = 0
     results: int = 0
     ckpt_iter: int = -1
+    boundary: tuple[int, Any, float, int] | None = None
 
 
 class Callback:

@@ -19,7 +19,13 @@ from pbtune.pbt.domains import (
     is_domain,
 )
 from pbtune.pbt.explore import explore, load_callable
-from pbtune.pbt.policy import Decision, PBTPolicy, PBTSettings, quantile_split
+from pbtune.pbt.policy import (
+    Decision,
+    PBTPolicy,
+    PBTSettings,
+    quantile_split,
+    safe_from_exploit,
+)
 from pbtune.pbt.space import DOMAIN_NAMES, parse_domain, parse_space, sample_config
 
 __all__ = [
@@ -42,5 +48,6 @@ __all__ = [
     "parse_domain",
     "parse_space",
     "quantile_split",
+    "safe_from_exploit",
     "sample_config",
 ]

@@ -20,6 +20,23 @@ from pbtune.pbt.explore import explore, load_callable
 from pbtune.pbt.space import parse_space
 
 
+def _quantile_size(n: int, quantile_fraction: float) -> int:
+    """Trials in each quantile of ``n``, as Ray sizes them; never decreases as ``n`` grows."""
+    if not 0 < quantile_fraction <= 0.5:
+        raise ValueError(f"quantile_fraction must be in (0, 0.5], got {quantile_fraction!r}")
+    return 0 if n < 2 else min(math.ceil(n * quantile_fraction), n // 2)
+
+
+def _ranked(scores: Mapping[str, float]) -> list[str]:
+    """Ids worst to best: NaN first, then by score, ties broken by id (smaller ranks lower)."""
+
+    def rank(trial_id: str) -> tuple[bool, float, str]:
+        score = float(scores[trial_id])
+        return (not math.isnan(score), 0.0 if math.isnan(score) else score, trial_id)
+
+    return sorted(scores, key=rank)
+
+
 def quantile_split(
     scores: Mapping[str, float], quantile_fraction: float
 ) -> tuple[list[str], list[str]]:
@@ -34,19 +51,37 @@ def quantile_split(
         scores: trial id → score, already sign-adjusted so that higher is better.
         quantile_fraction: in (0, 0.5].
     """
-    if not 0 < quantile_fraction <= 0.5:
-        raise ValueError(f"quantile_fraction must be in (0, 0.5], got {quantile_fraction!r}")
     n = len(scores)
-    if n < 2:
+    k = _quantile_size(n, quantile_fraction)
+    if k == 0:
         return [], []
-    k = min(math.ceil(n * quantile_fraction), n // 2)
-
-    def rank(trial_id: str) -> tuple[bool, float, str]:
-        score = float(scores[trial_id])
-        return (not math.isnan(score), 0.0 if math.isnan(score) else score, trial_id)
-
-    ordered = sorted(scores, key=rank)
+    ordered = _ranked(scores)
     return ordered[:k], ordered[n - k :]
+
+
+def safe_from_exploit(
+    scores: Mapping[str, float], pending: int, quantile_fraction: float
+) -> list[str]:
+    """Ids in ``scores`` that no score of the ``pending`` trials still to report can put in the
+    lower quantile, worst to best.
+
+    Why: an engine that ranks at equal progress otherwise holds every trial at the boundary until
+    the last one arrives, and the workers idle meanwhile. A trial that is safe can go on at once:
+    the decisions at the boundary will not touch it (it may still be a donor, so the engine keeps
+    its state at the boundary). The worst case for a trial is that every pending trial ranks above
+    it and the quantile has its largest size, ``k`` of ``len(scores) + pending`` trials; it is safe
+    when at least ``k`` known trials rank below it. A pending trial that drops out of the ranking
+    only shrinks ``k``.
+
+    Args:
+        scores: trial id → score at the boundary, sign-adjusted (higher is better; NaN is worst).
+        pending: trials that may still join this boundary's ranking.
+        quantile_fraction: in (0, 0.5].
+    """
+    if pending < 0:
+        raise ValueError(f"pending must be >= 0, got {pending}")
+    k = _quantile_size(len(scores) + pending, quantile_fraction)
+    return [tid for tid in _ranked(scores)[k:] if not math.isnan(float(scores[tid]))]
 
 
 @dataclass(frozen=True, kw_only=True)

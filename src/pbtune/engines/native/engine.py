@@ -10,6 +10,8 @@ the next perturbation boundary; an idle worker always takes a runnable trial (se
 policy ranks them by their score *at that same iteration* (never by whatever they last reported)
 and the bottom quantile copies a top-quantile donor's exact current state through the object store
 and explores its config. Decisions therefore depend only on the seed and the scores, not on timing.
+Meanwhile trials at the boundary that its decisions cannot replace go on (early release, see
+:mod:`~pbtune.engines.native.boundary`), so no worker idles while the last ones arrive.
 
 Fault tolerance (see docs/fault-tolerance.md): every segment returns the trial's state at its end
 as a snapshot reference (recovery point and exploit donor state); with a run directory attached
@@ -39,7 +41,6 @@ from pbtune.engines.base import (
     run_summary,
 )
 from pbtune.engines.native.boundary import BoundaryMixin
-from pbtune.engines.native.dispatch import assign
 from pbtune.engines.native.elastic import WATCH_INTERVAL_S, NodeWatcher
 from pbtune.engines.native.failures import FailureHandler
 from pbtune.engines.native.pool import WorkerPool
@@ -65,6 +66,8 @@ class NativeEngine(BoundaryMixin):
         self.interval: int = cfg.pbt.perturbation_interval
         self.ckpt_interval: int = cfg.checkpoint_interval
         self.pbt_on: bool = cfg.pbt.enabled
+        self.early_release: bool = cfg.pbt.early_release
+        self.scheduling: str = cfg.scheduling
         self.policy = PBTPolicy(policy_settings(cfg), cfg.mode, cfg.seed) if self.pbt_on else None
         self.trials = {t.trial_id: t for t in initial_trials(cfg)}
         self.best: dict[str, Any] | None = None  # trial_id, metric, config, iteration
@@ -216,6 +219,8 @@ class NativeEngine(BoundaryMixin):
                 self._interrupt(pool, inflight, t0)
             wall_s = time.time() - t0
             if self.recovery is not None:
+                if self.interrupted:
+                    self._rewind_released()
                 self.recovery.final_cut(self.trials, self._cut_extra(), final=not self.interrupted)
                 self.recovery.drain()
                 self.recovery.check()
@@ -258,9 +263,16 @@ class NativeEngine(BoundaryMixin):
                 self.stopping, self.stop_reason = True, "time_budget"
             if self.stopping:
                 pool.signal_stop()
+            if not self.stopping and barrier < self.max_iter and not any(
+                    t.status in (PENDING, PAUSED, RUNNING) and t.iteration < barrier
+                    for t in self.trials.values()):
+                barrier = self._pass_barrier(pool, barrier)  # all reached it (some went on)
+                continue
+            if not self.stopping:
+                self._release(barrier)
             runnable = [] if self.stopping else [
                 t for t in self.trials.values()
-                if t.status in (PENDING, PAUSED) and t.iteration < barrier
+                if t.status in (PENDING, PAUSED) and t.iteration < self._limit(t, barrier)
             ]
             if watcher.poll():  # nodes joined or left (elastic.py)
                 self._journal({"event": "membership", **watcher.events[-1]}, sync=True)
@@ -269,17 +281,13 @@ class NativeEngine(BoundaryMixin):
                 self._emit("on_workers", pool.describe())
             busy = {w for w, *_ in inflight.values()}
             now = time.time() - t0
-            running = {w: (now - started, self._segment_end(t, barrier) - t.iteration)
+            running = {w: (now - started, self._end(t, barrier) - t.iteration)
                        for w, t, _b, _s, started in inflight.values()}  # s run, iterations
-            for worker, trial in assign(
-                    pool.idle(busy), runnable, running, policy=cfg.scheduling,
-                    speeds=pool.speeds, mode=self.mode,
-                    length=lambda t, b=barrier: self._segment_end(t, b) - t.iteration):
-                runnable.remove(trial)
+            for worker, trial in self._assign(pool, busy, runnable, running, barrier):
                 trial.recover = ((trial.pending_state, trial.include_rng)
                                  if trial.pending_state is not None else (trial.snapshot, True))
                 ref, best, snapshot = pool.submit(
-                    worker, trial, self._segment_end(trial, barrier), metric=self.metric,
+                    worker, trial, self._end(trial, barrier), metric=self.metric,
                     mode=self.mode, threshold=cfg.stop.metric_threshold,
                     best_so_far=self._best_so_far(), deadline=deadline)
                 trial.status, trial.worker = RUNNING, worker
@@ -291,9 +299,7 @@ class NativeEngine(BoundaryMixin):
                     break
                 if not pool.idle(set()):
                     raise RuntimeError("every worker was lost and none could be recreated")
-                self._perturb(pool, barrier)
-                self.last_barrier = barrier
-                barrier = self._barrier_after(barrier)
+                barrier = self._pass_barrier(pool, barrier)
                 continue
             # Timeout: membership is polled even while every worker is in a long segment.
             done, _ = ray.wait(list(inflight), num_returns=1, timeout=watcher.interval_s)
@@ -309,9 +315,13 @@ class NativeEngine(BoundaryMixin):
             if not done:
                 break
             self._collect(pool, inflight, done[0], t0)
-        for _worker, trial, *_ in inflight.values():  # did not finish: resume from its start
-            trial.status, trial.worker = PAUSED, None
-            trial.pending_state, trial.include_rng = trial.recover
+        # Did not finish, or Ctrl-C came while its result was being taken in: resume it from the
+        # start of that segment (a trial that had not finished its first one starts afresh).
+        for trial in self.trials.values():
+            if trial.status == RUNNING:
+                trial.status = PENDING if trial.iteration == 0 else PAUSED
+                trial.worker = None
+                trial.pending_state, trial.include_rng = trial.recover
         self._journal({"event": "stop", "reason": "interrupted"}, True)
 
     def summary(self, wall_s: float, slots: int) -> dict[str, Any]:
