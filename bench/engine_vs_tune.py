@@ -79,6 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="run every engine N times, back to back per repeat, and judge the targets "
                         "on the medians (Tune's wall time varies with its exploit count; "
                         "default 1)")
+    p.add_argument("--vary-seed", action="store_true",
+                   help="repeat i runs seed + i (a new population and new PBT decisions) instead "
+                        "of the same seed: with --repeats, the medians are over seeds, so the "
+                        "accuracy check no longer hangs on one population's single best image")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     return p.parse_args(argv)
 
@@ -308,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
 
     repeats: list[dict[str, dict[str, Any]]] = []
     for i in range(args.repeats):
+        if args.vary_seed:
+            cfg = build_config(argparse.Namespace(**{**vars(args), "seed": args.seed + i}))
+            settings["seed"] = args.seed + i
         rows: dict[str, dict[str, Any]] = {}
         if not args.skip_pbtune:
             rows["pbtune"] = fresh(run_pbtune, cfg)
@@ -331,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             "settings": settings,
             "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
                         "loadavg_after": os.getloadavg()},
+            "seeds": [args.seed + i if args.vary_seed else args.seed for i in range(args.repeats)],
             "results": repeats[0] if args.repeats == 1 else repeats,
             "ratios": ratios if args.repeats == 1 else medians["ratios"],
             "medians": medians.get("medians"),

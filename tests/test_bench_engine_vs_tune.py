@@ -32,3 +32,15 @@ def test_medians_over_repeats_judge_the_targets() -> None:
     assert checks == {"median efficiency >= 0.90": True, "median wall ratio >= 4": True,
                       "median best accuracy >= Tune's": True}
     assert "(per repeat: 3.95, 5.00, 5.00)" in text and "medians over 3 repeats" in text
+
+
+def test_vary_seed_gives_each_repeat_its_own_population() -> None:
+    from pbtune.engines.population import initial_trials
+
+    args = bench.parse_args(["--vary-seed", "--repeats", "2"])
+    assert args.vary_seed and args.seed == 0
+    first = bench.build_config(args)
+    second = bench.build_config(bench.argparse.Namespace(**{**vars(args), "seed": 1}))
+    assert second.seed == 1 and first.seed == 0
+    assert [t.config for t in initial_trials(first)] != [t.config for t in initial_trials(second)]
+    assert not bench.parse_args([]).vary_seed
