@@ -53,14 +53,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sleep", type=float, default=0.2, help="s per iteration on a fast node")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-tune", action="store_true")
+    p.add_argument("--strict-barriers", action="store_true",
+                   help="also run speed-aware with pbt.early_release off (a row of its own)")
     p.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     return p.parse_args(argv)
 
 
-def build_config(args: argparse.Namespace, scheduling: str) -> Any:
+def build_config(args: argparse.Namespace, scheduling: str, early_release: bool = True) -> Any:
     from pbtune.config import load_config, resolve
 
-    sets = {"workload": WORKLOAD, "engine": "native", "seed": args.seed,
+    sets = {"pbt.early_release": early_release, "workload": WORKLOAD, "engine": "native",
+            "seed": args.seed,
             "population": args.trials, "scheduling": scheduling, "resources.slots": None,
             "resources.cpus_per_trial": 1, "stop.max_iterations": args.iterations,
             "stop.metric_threshold": None, "pbt.perturbation_interval": args.interval,
@@ -144,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                  logging_level="ERROR")
         for policy in ("fifo", "speed-aware"):
             results[policy] = run_pbtune(build_config(args, policy), slow_nodes)
+        if args.strict_barriers:  # the same without early release: what it saves
+            results["strict"] = run_pbtune(build_config(args, "speed-aware", False), slow_nodes)
         if not args.skip_tune:
             results["tune"] = run_tune(build_config(args, "fifo"), FAST_NODES + SLOW_NODES)
     finally:
@@ -162,7 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{'exploits':>10}{'iters':>7}")
     lines = ["", head, "-" * len(head),
              f"{'ideal bound':<22}{bound:>12.2f}{1.0:>9.2f}{'-':>14}{'-':>10}{n_iter:>7}"]
-    labels = {"fifo": "pbtune fifo", "speed-aware": "pbtune speed-aware", "tune": "Ray Tune PBT"}
+    labels = {"fifo": "pbtune fifo", "speed-aware": "pbtune speed-aware", "tune": "Ray Tune PBT",
+              "strict": "speed-aware, no release"}
     for name, row in results.items():
         makespan = row["wall_s"]
         e2e = row.get("end_to_end_s", makespan)

@@ -130,8 +130,9 @@ class DigitsCNN(Workload):
         "val_fraction": 0.2,  # of all 1,797 images → 360 validation, 1,437 training
         "split_seed": 0,  # fixes the split; independent of the trial seed
         "width": 16,  # channels of the first conv layer
-        # NHWC layout for the conv/pool kernels. On CPU max_pool2d is ~12x faster in it and one
-        # iteration ~15 % faster (docs/benchmarks.md); results differ from NCHW only in rounding.
+        # NHWC layout for the conv/pool kernels. On CPU max_pool2d (forward + backward) is 2.5x
+        # and one iteration 1.24x faster in it (bench/digits_layout.py, docs/benchmarks.md);
+        # results differ from NCHW only in rounding.
         "channels_last": True,
         "threads": None,  # torch intra-op threads; None leaves torch's setting alone
         "slowdown": 1.0,  # ≥ 1: sleep (slowdown - 1) × compute time per iteration (benchmarks)
