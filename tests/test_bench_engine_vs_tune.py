@@ -44,3 +44,11 @@ def test_vary_seed_gives_each_repeat_its_own_population() -> None:
     assert second.seed == 1 and first.seed == 0
     assert [t.config for t in initial_trials(first)] != [t.config for t in initial_trials(second)]
     assert not bench.parse_args([]).vary_seed
+
+
+def test_median_ratio_is_not_rounded_up_to_the_target() -> None:
+    # Run H: 58.36 / 14.6 = 3.997 is printed as 4.00, but it must fail the >= 4 check.
+    repeats = [_rows(14.6, 58.36, 0.98, 0.97)] * 3
+    text, out, checks = bench.summarize(repeats)
+    assert out["ratios"]["wall Tune/pbtune"] < 4 and not checks["median wall ratio >= 4"]
+    assert "4.00" in text
