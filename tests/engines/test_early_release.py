@@ -92,3 +92,21 @@ def test_interrupt_rewinds_released_trials_to_a_consistent_cut(ray_local, tmp_pa
     assert (run_dir / "pbt_global.txt").read_text() == (ref_dir / "pbt_global.txt").read_text()
     assert scores(run_dir) == scores(ref_dir)
     assert json.loads((run_dir / "summary.json").read_text())["best"] == reference["best"]
+
+
+def test_exploit_targets_keep_their_own_rng_on_any_worker(ray_local, tmp_path):
+    """Which worker runs an exploited trial must not change its results: a worker that does not
+    hold it live takes the trial's own RNG from its state at the boundary (not a fresh one)."""
+    sets = {"population": 6, "stop.max_iterations": 8, "options": {"sleep": 0.02, "noise": 0.1},
+            "pbt.quantile_fraction": 0.5}
+    dirs = {}
+    for name, extra in (("affinity", {"pbt.early_release": False}),
+                        ("fifo", {"scheduling": "fifo"})):
+        _summary, dirs[name] = run(toy_config(**sets, **extra), tmp_path / name)
+    moved = {(t, it) for t, rows in read_rows(dirs["fifo"]).items() for it, r in rows.items()
+             if read_rows(dirs["affinity"])[t][it]["worker"] != r["worker"]}
+    assert moved  # the schedules differ
+    decisions = (dirs["fifo"] / "pbt_global.txt").read_text()
+    assert decisions == (dirs["affinity"] / "pbt_global.txt").read_text() != ""
+    assert scores(dirs["fifo"]) == scores(dirs["affinity"])
+

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,10 @@ def run_two_speed(cfg, root: Path, slow_node: str):
     run_dir = create_run_dir(root, cfg.name)
     engine = create_engine(cfg, [ResultsWriter(run_dir)])
     engine.prepare()
+    deadline = time.monotonic() + 60  # the run would start with the first worker: the premise
+    while engine.pool.starting and time.monotonic() < deadline:  # needs both from the start
+        engine.pool.adopt()
+        time.sleep(0.05)
     slow_workers = {w["index"] for w in engine.pool.describe() if w["node_id"] == slow_node}
     slow = {f"t{i:03d}" for i in slow_workers}
     for tid, trial in engine.trials.items():

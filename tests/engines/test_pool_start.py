@@ -27,32 +27,36 @@ def _blockers(ray, n: int) -> list:
     return blockers
 
 
-def test_run_starts_with_the_workers_that_started_and_adopts_the_late_one(
-        ray_local, tmp_path, capsys):
+@pytest.mark.parametrize("timeout_s", [120, 2])
+def test_run_starts_with_the_first_worker_and_adopts_the_late_one(
+        ray_local, tmp_path, capsys, timeout_s):
+    """The run does not wait for every worker (start_timeout_s is only how long it waits for the
+    first); a worker still starting after start_timeout_s is named in a warning."""
     ray = ray_local
     (blocker,) = _blockers(ray, 1)  # 1 of the 2 CPUs the plan counts is taken
-    cfg = toy_config(**{"resources.reserve_cpus": 0, "resources.start_timeout_s": 2,
-                        "population": 4, "stop.max_iterations": 8,
+    cfg = toy_config(**{"resources.reserve_cpus": 0, "resources.start_timeout_s": timeout_s,
+                        "population": 4, "stop.max_iterations": 16,
                         "options": {"sleep": 0.1}})
     run_dir = create_run_dir(tmp_path, cfg.name)
     engine = create_engine(cfg, [ResultsWriter(run_dir)])
     try:
         started = time.monotonic()
         engine.prepare()
-        assert time.monotonic() - started < 30
-        assert "1 of 2 workers had not started after 2 s" in capsys.readouterr().err
+        assert time.monotonic() - started < 30  # not the 120 s timeout
         late = set(engine.pool.starting)
         assert len(late) == 1
-        threading.Timer(1.0, ray.kill, args=(blocker,)).start()  # the CPU frees up mid-run
+        threading.Timer(3.0, ray.kill, args=(blocker,)).start()  # the CPU frees up mid-run
         summary = engine.run()
     finally:
         ray.kill(blocker)
-    assert not summary["errors"] and summary["iterations"] == 32
+    warned = "1 of 2 workers had not started after 2 s" in capsys.readouterr().err
+    assert warned == (timeout_s == 2)
+    assert not summary["errors"] and summary["iterations"] == 64
     with (run_dir / "timeline.csv").open() as f:
         ran = {int(r["worker"]) for r in csv.DictReader(f)}
     assert late <= ran  # the late worker was adopted and ran segments
     rows = read_rows(run_dir)
-    assert all(sorted(r) == list(range(1, 9)) for r in rows.values())
+    assert all(sorted(r) == list(range(1, 17)) for r in rows.values())
 
 
 def test_no_worker_can_start_is_a_user_error(ray_local, tmp_path):

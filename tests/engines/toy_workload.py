@@ -8,6 +8,7 @@ took effect at the right iteration. Loaded by workers as ``tests/engines/toy_wor
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -25,7 +26,10 @@ class Counter(Workload):
     default_config = {"lr": 0.1}
     default_param_space = {"lr": {"uniform": [0.0, 1.0]}}
     default_mutations = {"lr": {"uniform": [0.0, 1.0]}}
-    default_options = {"nan_above": None, "sleep": 0.0, "raise_at": None, "slowdown": 1.0}
+    # noise > 0: each iteration adds noise × a draw from the trial's own RNG (part of its state,
+    # kept on exploit like a data order), so results show which RNG a trial continued with.
+    default_options = {"nan_above": None, "sleep": 0.0, "raise_at": None, "slowdown": 1.0,
+                       "noise": 0.0}
 
     @classmethod
     def load_data(cls, options: Mapping[str, Any]) -> Any:
@@ -34,6 +38,7 @@ class Counter(Workload):
     def __init__(self, config: Mapping[str, Any], **kwargs: Any) -> None:
         super().__init__(config, **kwargs)
         self.value = 0.0
+        self.rng = random.Random(self.seed)
 
     def _broken(self) -> bool:
         limit = self.options["nan_above"]
@@ -46,6 +51,8 @@ class Counter(Workload):
             # slowdown: a per-node factor (the worker resolves {"slow": 3.0} to a float).
             time.sleep(self.options["sleep"] * float(self.options["slowdown"]))
             self.value += self.config["lr"]
+            if self.options["noise"]:
+                self.value += self.options["noise"] * self.rng.random()
             self.iteration += 1
         return {"loss": math.nan if self._broken() else -self.value}
 
@@ -54,12 +61,15 @@ class Counter(Workload):
         return {"score": score, "loss": -score}
 
     def get_state(self) -> dict[str, Any]:
-        return {"value": self.value, "iteration": self.iteration, "config": dict(self.config)}
+        return {"value": self.value, "iteration": self.iteration, "config": dict(self.config),
+                "rng": self.rng.getstate()}
 
     def set_state(self, state: Mapping[str, Any], *, include_rng: bool = True) -> None:
         self.value = state["value"]
         self.iteration = state["iteration"]
         self.config = dict(state["config"])
+        if include_rng and "rng" in state:
+            self.rng.setstate(state["rng"])
 
     def apply_hyperparameters(self, config: Mapping[str, Any]) -> None:
         unknown = set(config) - set(self.hyperparameters)

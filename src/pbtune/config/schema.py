@@ -115,9 +115,10 @@ class ResourceConfig(_Model):
     reserve_cpus: Float = Field(1.0, ge=0)  # CPUs per node left to Ray itself (Csys)
     # RESOURCE_ALLOCATION: node IP → {"CPU": n, "GPU": m} caps on what pbtune may use there.
     resource_allocation: dict[str, dict[str, Float]] = {}
-    # Seconds to wait for the planned workers to start. The plan counts a node's total resources;
-    # another job holding some of them keeps a worker pending: the run starts with the workers
-    # that did start and the others join when they can (an error if none started).
+    # Seconds to wait for the first planned worker to start (an error if none did). The run
+    # starts with it and the others join as they start; the plan counts a node's total resources,
+    # so another job holding some keeps a worker pending: a warning names those still not started
+    # after this time.
     start_timeout_s: Float = Field(120.0, gt=0)
 
     @field_validator("resource_allocation")

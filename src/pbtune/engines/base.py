@@ -43,6 +43,9 @@ class Trial:
         boundary: ``(iteration, state, compute_s, failures)`` when the trial went on past a
             boundary before that boundary's decisions (early release): its state there (the donor
             state should it be copied) and its counters there (to rewind it on Ctrl-C).
+        rng_source: after an exploit, the target's own state at that boundary (an ObjectRef):
+            a worker that does not hold the target live takes its data-order RNG from it, so
+            which worker runs the target cannot change its results.
     """
 
     trial_id: str
@@ -66,6 +69,7 @@ class Trial:
     results: int = 0
     ckpt_iter: int = -1
     boundary: tuple[int, Any, float, int] | None = None
+    rng_source: Any = None
 
 
 class Callback:

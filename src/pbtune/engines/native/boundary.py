@@ -154,6 +154,9 @@ class BoundaryMixin:
                 state = donor.pending_state if donor.pending_state is not None else donor.snapshot
             else:  # more errored trials than the bottom quantile holds
                 continue
+            own = target.pending_state if target.pending_state is not None and \
+                target.include_rng else target.snapshot
+            target.rng_source = own  # its data-order RNG, wherever its next segment runs
             target.pending_state = state if state is not None else pool.export(
                 donor.worker, donor.trial_id)
             target.include_rng = False

@@ -81,7 +81,7 @@ class NativeEngine(IntakeMixin, BoundaryMixin):
         self.pool: WorkerPool | None = None
         self.recovery: Recovery | None = None
         self.failures = FailureHandler(self)
-        self.startup_s = 0.0  # seconds to connect, plan, start workers and share the data
+        self.startup_s = 0.0  # s to connect, plan, launch workers, share data (to the first start)
         self.watch_interval_s = WATCH_INTERVAL_S  # s between node join/leave polls (elastic)
 
     def prepare(self) -> None:
@@ -242,8 +242,10 @@ class NativeEngine(IntakeMixin, BoundaryMixin):
                 barrier = self._pass_barrier(pool, barrier)
                 continue
             # Timeout: membership is polled even while every worker is in a long segment.
-            done, _ = ray.wait(list(inflight), num_returns=1, timeout=watcher.interval_s)
-            if done:
+            # A worker that finishes starting wakes the wait too (adopted on the next turn).
+            done, _ = ray.wait([*inflight, *pool.starting_refs()], num_returns=1,
+                               timeout=watcher.interval_s)
+            if done and done[0] in inflight:
                 self._collect(pool, inflight, done[0], t0)
 
     def _interrupt(self, pool: WorkerPool, inflight: dict[Any, tuple], t0: float) -> None:

@@ -66,6 +66,7 @@ class IntakeMixin:
             self.failures.trial_error(trial, result["error"])
             return
         trial.iteration, trial.snapshot = result["iteration"], snapshot
+        trial.rng_source = None  # the exploit's state is in the snapshot now
         if len(trial.scores) > 2:  # ranking needs boundary scores only: keep memory flat
             trial.scores = {k: v for k, v in trial.scores.items() if k == trial.iteration or (
                 k >= self.last_barrier and k % self.interval == 0)}

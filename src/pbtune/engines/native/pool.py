@@ -8,6 +8,7 @@ data reference, stopping running segments, per-worker speed — lives here.
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -53,6 +54,7 @@ class WorkerPool:
         workload = canonical_spec(cfg.workload)
         self.workers = []
         self._args = (workload, dict(cfg.options), threads)
+        self._launched = time.monotonic()
         # Workers start (and import torch) while the driver decodes the data.
         for spec in plan.workers:
             self.workers.append(self._start(spec))
@@ -66,15 +68,24 @@ class WorkerPool:
         self.info = self._wait_started(float(res.start_timeout_s))
 
     def _wait_started(self, timeout_s: float) -> list[dict[str, Any]]:
-        """Every worker's info once all started or ``timeout_s`` passed (then late ones are
-        adopted when they start, like workers of a node that joined); none started: UserError.
+        """Every started worker's info as soon as the first one has started.
 
-        Why not wait forever: the plan counts each node's total resources, and resources another
-        job holds (or Ray has not released yet) keep a worker pending with no error at all.
+        Why not wait for all: workers start at different speeds (each imports torch; a busy or
+        remote node is slower), and the run can use the first one at once; the others are
+        adopted the moment they start, like workers of a node that joins. None started within
+        ``timeout_s``: UserError (resources another job holds, or Ray has not released yet, keep
+        a worker pending with no error at all). A warning names workers still not started after
+        ``timeout_s`` (see :meth:`adopt`).
         """
         refs = [w.info.remote() for w in self.workers]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
-        done = set(ready)
+        first, _ = ray.wait(refs, num_returns=1, timeout=timeout_s)
+        if not first:
+            self.shutdown()
+            raise UserError(
+                f"none of the {len(refs)} planned workers started within {timeout_s:g} s: their "
+                "CPUs/GPUs are held by something else (`ray status` shows what is in use); free "
+                "them, lower resources.slots, or raise resources.start_timeout_s")
+        done = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
         info: list[dict[str, Any]] = []
         for spec, ref in zip(self.specs, refs, strict=True):
             if ref in done:
@@ -82,17 +93,13 @@ class WorkerPool:
             else:
                 info.append({"index": spec.index, "node_id": spec.node_id, "ip": spec.ip})
                 self.starting[spec.index] = ref
-        if not ready:
-            self.shutdown()
-            raise UserError(
-                f"none of the {len(refs)} planned workers started within {timeout_s:g} s: their "
-                "CPUs/GPUs are held by something else (`ray status` shows what is in use); free "
-                "them, lower resources.slots, or raise resources.start_timeout_s")
-        if self.starting:
-            print(f"warning: {len(self.starting)} of {len(refs)} workers had not started after "
-                  f"{timeout_s:g} s (resources in use elsewhere); starting with {len(ready)}, the "
-                  "others join when they start", file=sys.stderr)
+        self._late = set(self.starting)  # planned workers the run started without
+        self._timeout_s = timeout_s
         return info
+
+    def starting_refs(self) -> list[Any]:
+        """The info refs of workers still starting (the driver's wait wakes when one is ready)."""
+        return list(self.starting.values())
 
     @property
     def size(self) -> int:
@@ -172,9 +179,15 @@ class WorkerPool:
         return [spec.index for spec in specs]
 
     def adopt(self) -> list[int]:
-        """Grown workers that have finished starting (they become idle, so they get trials)."""
+        """Workers that have finished starting since the last call (idle: they get trials)."""
         if not self.starting:
             return []
+        late = self._late & set(self.starting)
+        if late and time.monotonic() - self._launched >= self._timeout_s:
+            self._late = set()  # warned once
+            print(f"warning: {len(late)} of {len(self.specs)} workers had not started after "
+                  f"{self._timeout_s:g} s (resources in use elsewhere); the run goes on with the "
+                  "others, they join when they start", file=sys.stderr)
         refs = {ref: w for w, ref in self.starting.items()}
         ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
         out = []
@@ -233,9 +246,12 @@ class WorkerPool:
             else:  # exploit: the old holder's copy is obsolete
                 self.workers[trial.worker].drop.remote(trial.trial_id)
         trial.pending_state, trial.include_rng = None, True
+        # An exploit keeps the target's own data-order RNG; a worker that does not hold the
+        # target live takes it from the target's own state at the boundary (rng_source).
+        rng_from = trial.rng_source if state is not None and not include_rng else None
         return self.workers[worker].run.remote(
             trial.trial_id, dict(trial.config), trial.seed, target, state=state,
-            include_rng=include_rng, **kwargs,
+            include_rng=include_rng, rng_from=rng_from, **kwargs,
         )
 
     def signal_stop(self) -> None:

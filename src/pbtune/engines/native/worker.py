@@ -147,6 +147,7 @@ class Worker:
         *,
         state: Mapping[str, Any] | None = None,
         include_rng: bool = True,
+        rng_from: Mapping[str, Any] | None = None,
         metric: str,
         mode: str,
         threshold: float | None = None,
@@ -180,6 +181,8 @@ class Worker:
                 workload = self.cls(config, data=self.data, options=self.options, seed=seed,
                                     device=self.device)
                 self.trials[trial_id] = workload
+                if state is not None and not include_rng and rng_from is not None:
+                    workload.set_state(rng_from)  # the trial's own RNG; the donor's rest below
             if state is not None:
                 workload.set_state(state, include_rng=include_rng)
             if dict(workload.config) != dict(config):
