@@ -231,7 +231,13 @@ def render(rows: dict[str, dict[str, Any]], ratios: dict[str, Any], checks: dict
         lines.append(f"  pbtune: startup {ours.get('startup_s', 0):.1f}s; efficiency end to end "
                      f"{ours['efficiency_end_to_end']:.3f}; efficiency column uses the loop wall")
     for name, row in rows.items():
-        if row.get("errors"):
+        if row.get("errors") and isinstance(row["errors"], dict):  # pbtune: {trial_id: message}
+            # A trial that ended in ERROR (typically a config that diverged to NaN on its last
+            # segment; earlier ones are replaced by exploit): its iterations ran and count.
+            tid, message = next(iter(row["errors"].items()))
+            lines.append(f"  {name}: {len(row['errors'])} trial(s) ended in ERROR, "
+                         f"first {tid}: {message}")
+        elif row.get("errors"):  # Tune: [message, ...], trials that crashed and stopped early
             lines.append(f"  {name}: {len(row['errors'])} trial(s) FAILED, the row is not a valid "
                          f"baseline: {row['errors'][0]}")
         if row.get("checkpoint_errors"):
@@ -347,6 +353,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows["tune_reuse_actors"] = fresh(run_tune, cfg, reuse_actors=True,
                                                   num_to_keep=keep)
         repeats.append(rows)
+        if args.out is not None and args.repeats > 1:  # a crash later must not lose these
+            args.out.write_text(json.dumps(plain({
+                "settings": settings, "complete": False, "seeds": [
+                    args.seed + j if args.vary_seed else args.seed for j in range(i + 1)],
+                "results": repeats}), indent=2, default=str) + "\n")
         ratios, checks = compare(rows)
         if args.repeats > 1:
             print(f"\n== repeat {i + 1} of {args.repeats} ==")
@@ -365,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             "ratios": ratios if args.repeats == 1 else medians["ratios"],
             "medians": medians.get("medians"),
             "checks": checks,
+            "complete": True,
         }
         args.out.write_text(json.dumps(plain(report), indent=2, default=str) + "\n")
     return 1 if args.strict and not all(checks.values()) else 0

@@ -62,3 +62,15 @@ def test_accuracy_line_counts_seed_by_seed_outcomes() -> None:
     text, _, checks = bench.summarize(repeats)
     assert not checks["median best accuracy >= Tune's"]
     assert "pbtune vs Tune: 2 higher, 2 equal, 1 lower; means 0.9806 vs 0.9800" in text
+
+
+def test_render_names_pbtune_trial_errors_and_tune_failures() -> None:
+    rows = _rows(13.0, 55.0, 0.98, 0.98)
+    for row in rows.values():
+        row.update(compute_s=20.0, iterations=80, efficiency_end_to_end=0.7)
+    rows["pbtune"]["errors"] = {"t006": "non-finite metric or loss at iteration 10"}
+    rows["tune"]["errors"] = ["Could not recover from checkpoint"]
+    ratios, checks = bench.compare(rows)
+    text = bench.render(rows, ratios, checks, {"seed": 6})
+    assert "pbtune: 1 trial(s) ended in ERROR, first t006: non-finite metric" in text
+    assert "tune: 1 trial(s) FAILED, the row is not a valid baseline: Could not recover" in text
