@@ -29,7 +29,7 @@ def test_matches_torch_sgd_on_the_surrogate() -> None:
             (-surrogate).backward()
             opt.step()
         assert np.allclose(toy.theta, theta.detach().numpy(), rtol=0, atol=1e-15)
-        assert train["surrogate"] == pytest.approx(float(surrogate), abs=1e-15)
+        assert train["surrogate"] == pytest.approx(float(surrogate.detach()), abs=1e-15)
     assert toy.iteration == 5
     # Closed form: each step multiplies θᵢ by (1 − 2·lr·hᵢ).
     assert np.allclose(toy.theta, 0.9 * (1 - 2 * 0.01 * np.array([0.7, 0.3])) ** 20)
