@@ -9,14 +9,8 @@ the benchmarks and the tests. Typical use::
 
 from __future__ import annotations
 
-from pbtune.config.loader import (
-    ENV_DENYLIST,
-    ENV_PREFIX,
-    dump_yaml,
-    load_config,
-    resolve,
-    validate,
-)
+from pbtune.config.layers import ENV_DENYLIST, ENV_PREFIX
+from pbtune.config.loader import dump_yaml, load_config, resolve, validate
 from pbtune.config.schema import ExperimentConfig, PBTConfig, ResourceConfig, StopConfig
 
 __all__ = [

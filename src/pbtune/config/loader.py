@@ -13,7 +13,8 @@ Environment: ``PBTUNE_<KEY>`` with ``__`` for nesting, key lower-cased, value pa
     PBTUNE_PARAM_SPACE__LR='{loguniform: [1e-4, 0.1]}'
     PBTUNE_PBT__HYPERPARAM_MUTATIONS__BATCH_SIZE='[64, 128, 256]'
 
-Variables in :data:`ENV_DENYLIST` are not config (``PBTUNE_RESULTS_DIR`` is read by the CLI).
+Variables in :data:`~pbtune.config.layers.ENV_DENYLIST` are not config (``PBTUNE_RESULTS_DIR`` is
+read by the CLI).
 ``RAY_ADDRESS`` fills ``resources.address`` when no layer sets it.
 """
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,18 +30,21 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from pbtune.config.schema import (
-    ExperimentConfig,
-    Key,
-    check_keys,
-    format_error,
-    one_line,
+from pbtune.config.errors import check_keys, format_error, one_line
+from pbtune.config.layers import (
+    YamlDumper,
+    assign,
+    delete,
+    env_updates,
+    lookup,
+    override_updates,
+    record_sources,
+    yaml_load,
+    yaml_problem,
 )
+from pbtune.config.schema import ExperimentConfig, Key
 from pbtune.errors import UserError
 
-ENV_PREFIX = "PBTUNE_"
-#: ``PBTUNE_*`` variables that are not config keys, so they are never read as one.
-ENV_DENYLIST: frozenset[str] = frozenset({"PBTUNE_RESULTS_DIR"})  # results root, read by the CLI
 PRESET = "quickstart.yaml"
 #: Keys that only make sense for the workload they were written for (they name its
 #: hyperparameters and settings); the preset's are dropped when the workload is switched.
@@ -50,28 +53,6 @@ WORKLOAD_SPECIFIC: tuple[tuple[str, ...], ...] = (
     ("param_space",),
     ("pbt", "hyperparam_mutations"),
 )
-
-# PyYAML follows YAML 1.1, where ``1e-4`` (no dot) is a *string*; search spaces are full of such
-# numbers (``PBTUNE_PARAM_SPACE__LR='{loguniform: [1e-4, 0.1]}'``), so both directions also use
-# YAML 1.2's float syntax. Still safe loaders: no Python objects are ever constructed.
-_FLOAT_1_2 = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
-
-
-class _Loader(yaml.SafeLoader):
-    pass
-
-
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-for _cls in (_Loader, _Dumper):
-    _cls.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_1_2, list("-+0123456789"))
-
-
-def _yaml_load(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # safe: _Loader is a SafeLoader subclass
-
 
 _TYPE_NAMES = {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}
 
@@ -99,19 +80,19 @@ def load_config(
     env = os.environ if env is None else env
     raw, label = _read_file(path)
     sources: dict[Key, str] = {}
-    _record_sources(raw, (), label, sources)
-    updates = _env_updates(env) + _override_updates(overrides)
+    record_sources(raw, (), label, sources)
+    updates = env_updates(env) + override_updates(overrides)
     if path is None:
         preset_workload = raw.get("workload")
         final = next((v for k, v, _ in reversed(updates) if k == ("workload",)), preset_workload)
         if final != preset_workload:
             for key in WORKLOAD_SPECIFIC:
-                _delete(raw, key, sources)
+                delete(raw, key, sources)
     for key, value, source in updates:
-        _assign(raw, key, value, source, sources)
+        assign(raw, key, value, source, sources)
     address = env.get("RAY_ADDRESS")
-    if address and _lookup(raw, ("resources", "address")) is None:
-        _assign(raw, ("resources", "address"), address, "env RAY_ADDRESS", sources)
+    if address and lookup(raw, ("resources", "address")) is None:
+        assign(raw, ("resources", "address"), address, "env RAY_ADDRESS", sources)
     check_keys(raw, (), sources)
     return validate(raw, sources)
 
@@ -128,7 +109,7 @@ def dump_yaml(cfg: ExperimentConfig) -> str:
     """Plain YAML of the config (every default filled in); ``load_config`` reads it back equal."""
     data = cfg.model_dump(mode="json")
     return yaml.dump(
-        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, default_flow_style=None
+        data, Dumper=YamlDumper, sort_keys=False, allow_unicode=True, default_flow_style=None
     )
 
 
@@ -214,9 +195,9 @@ def _read_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
         except (OSError, UnicodeDecodeError) as exc:
             raise UserError(one_line(f"cannot read {label}: {exc}")) from None
     try:
-        data = _yaml_load(text)
+        data = yaml_load(text)
     except yaml.YAMLError as exc:
-        raise UserError(_yaml_problem(label, exc, "fix the YAML syntax")) from None
+        raise UserError(yaml_problem(label, exc, "fix the YAML syntax")) from None
     if data is None:
         return {}, label  # an empty file is all defaults
     if not isinstance(data, dict):
@@ -225,85 +206,3 @@ def _read_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
             f"population: ...), got a {_TYPE_NAMES.get(type(data), type(data).__name__)}"
         )
     return data, label
-
-
-def _yaml_problem(where: str, exc: yaml.YAMLError, fix: str) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-    return one_line(f"{where}: invalid YAML{at}: {problem}; {fix}")
-
-
-def _parse_value(text: str, where: str) -> Any:
-    try:
-        return _yaml_load(text)
-    except yaml.YAMLError as exc:
-        fix = "quote strings, write mappings as {k: v}"
-        raise UserError(_yaml_problem(where, exc, fix)) from None
-
-
-def _env_updates(env: Mapping[str, str]) -> list[tuple[Key, Any, str]]:
-    updates = []
-    for name, text in env.items():
-        if not name.startswith(ENV_PREFIX) or name in ENV_DENYLIST:
-            continue
-        key = tuple(name[len(ENV_PREFIX) :].lower().split("__"))
-        if not all(key):
-            raise UserError(
-                f"environment variable {name}: empty key part; write PBTUNE_<SECTION>__<KEY>, "
-                "e.g. PBTUNE_STOP__MAX_ITERATIONS=50"
-            )
-        updates.append((key, _parse_value(text, f"environment variable {name}"), f"env {name}"))
-    # Parents first, so PBTUNE_PBT='{...}' never wipes out PBTUNE_PBT__BURN_IN.
-    return sorted(updates, key=lambda u: (len(u[0]), u[2]))
-
-
-def _override_updates(overrides: Sequence[str]) -> list[tuple[Key, Any, str]]:
-    updates = []
-    for item in overrides:
-        dotted, sep, text = item.partition("=")
-        key = tuple(part.strip() for part in dotted.split("."))
-        if not sep or not all(key):
-            raise UserError(
-                f"--set {item!r}: expected KEY=VALUE with a dotted key, "
-                "e.g. --set pbt.perturbation_interval=4"
-            )
-        updates.append((key, _parse_value(text, f"--set {dotted.strip()}"), f"--set {item}"))
-    return updates
-
-
-def _record_sources(data: Any, prefix: Key, label: str, sources: dict[Key, str]) -> None:
-    sources[prefix] = label
-    if isinstance(data, Mapping):
-        for k, v in data.items():
-            _record_sources(v, (*prefix, str(k)), label, sources)
-
-
-def _lookup(data: Any, key: Key) -> Any:
-    for part in key:
-        if not isinstance(data, Mapping):
-            return None
-        data = data.get(part)
-    return data
-
-
-def _delete(data: dict[str, Any], key: Key, sources: dict[Key, str]) -> None:
-    parent = _lookup(data, key[:-1])
-    if isinstance(parent, dict):
-        parent.pop(key[-1], None)
-    for known in [k for k in sources if k[: len(key)] == key]:
-        del sources[known]
-
-
-def _assign(
-    data: dict[str, Any], key: Key, value: Any, source: str, sources: dict[Key, str]
-) -> None:
-    """Set ``data[key]`` (creating sections; a non-mapping on the way is replaced)."""
-    for part in key[:-1]:
-        if not isinstance(data.get(part), dict):
-            data[part] = {}
-        data = data[part]
-    data[key[-1]] = value
-    for known in [k for k in sources if k[: len(key)] == key]:
-        del sources[known]
-    _record_sources(value, key, source, sources)
