@@ -338,11 +338,16 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             ray.shutdown()
 
+    seeds = [args.seed + i if args.vary_seed else args.seed for i in range(args.repeats)]
+
+    def write(report: dict[str, Any]) -> None:
+        args.out.write_text(json.dumps(plain(report), indent=2, default=str) + "\n")
+
     repeats: list[dict[str, dict[str, Any]]] = []
     for i in range(args.repeats):
         if args.vary_seed:
-            cfg = build_config(argparse.Namespace(**{**vars(args), "seed": args.seed + i}))
-            settings["seed"] = args.seed + i
+            cfg = build_config(argparse.Namespace(**{**vars(args), "seed": seeds[i]}))
+            settings["seed"] = seeds[i]
         rows: dict[str, dict[str, Any]] = {}
         if not args.skip_pbtune:
             rows["pbtune"] = fresh(run_pbtune, cfg)
@@ -354,10 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   num_to_keep=keep)
         repeats.append(rows)
         if args.out is not None and args.repeats > 1:  # a crash later must not lose these
-            args.out.write_text(json.dumps(plain({
-                "settings": settings, "complete": False, "seeds": [
-                    args.seed + j if args.vary_seed else args.seed for j in range(i + 1)],
-                "results": repeats}), indent=2, default=str) + "\n")
+            write({"settings": settings, "complete": False, "seeds": seeds[: i + 1],
+                   "results": repeats})
         ratios, checks = compare(rows)
         if args.repeats > 1:
             print(f"\n== repeat {i + 1} of {args.repeats} ==")
@@ -371,14 +374,14 @@ def main(argv: list[str] | None = None) -> int:
             "settings": settings,
             "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before,
                         "loadavg_after": os.getloadavg()},
-            "seeds": [args.seed + i if args.vary_seed else args.seed for i in range(args.repeats)],
+            "seeds": seeds,
             "results": repeats[0] if args.repeats == 1 else repeats,
             "ratios": ratios if args.repeats == 1 else medians["ratios"],
             "medians": medians.get("medians"),
             "checks": checks,
             "complete": True,
         }
-        args.out.write_text(json.dumps(plain(report), indent=2, default=str) + "\n")
+        write(report)
     return 1 if args.strict and not all(checks.values()) else 0
 
 
