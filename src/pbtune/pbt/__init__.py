@@ -6,6 +6,7 @@ same seed and scores give the same decisions under any engine.
 
 from __future__ import annotations
 
+from pbtune.pbt.base import POLICIES, Decision, Policy, create_policy
 from pbtune.pbt.domains import (
     Choice,
     Domain,
@@ -20,7 +21,6 @@ from pbtune.pbt.domains import (
 )
 from pbtune.pbt.explore import explore, load_callable
 from pbtune.pbt.policy import (
-    Decision,
     PBTPolicy,
     PBTSettings,
     quantile_split,
@@ -30,6 +30,7 @@ from pbtune.pbt.space import DOMAIN_NAMES, parse_domain, parse_space, sample_con
 
 __all__ = [
     "DOMAIN_NAMES",
+    "POLICIES",
     "Choice",
     "Decision",
     "Domain",
@@ -37,11 +38,13 @@ __all__ = [
     "LogUniform",
     "PBTPolicy",
     "PBTSettings",
+    "Policy",
     "QLogUniform",
     "QUniform",
     "RandInt",
     "RandN",
     "Uniform",
+    "create_policy",
     "explore",
     "is_domain",
     "load_callable",

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import copy
 import math
-import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pbtune.pbt.base import POLICIES, Decision, Policy
 from pbtune.pbt.domains import is_domain
 from pbtune.pbt.explore import explore, load_callable
 from pbtune.pbt.space import parse_space
@@ -148,44 +148,23 @@ def _check_mutations(parsed: Mapping[str, Any], prefix: str) -> None:
             )
 
 
-@dataclass(frozen=True)
-class Decision:
-    """One exploit + explore: ``target`` loads ``donor``'s state and runs ``new_config``.
+@POLICIES.register("pbt")
+class PBTPolicy(Policy):
+    """Deterministic PBT decisions from settings, a mode and a seed (Jaderberg et al. 2017).
 
-    The fields mirror a row of Ray's ``pbt_global.txt`` log; ``old_config`` is the donor's config.
-    """
-
-    target: str
-    donor: str
-    target_iteration: int
-    donor_iteration: int
-    old_config: dict[str, Any]
-    new_config: dict[str, Any]
-
-
-class PBTPolicy:
-    """Deterministic PBT decisions from settings, a mode and a seed.
-
-    Every random draw comes from ``self.rng``; :meth:`get_state` / :meth:`set_state` carry it
-    across a resume so the continued run makes the decisions an uninterrupted run would have.
+    Truncation selection: the bottom quantile copies a random top-quantile donor and explores
+    its config (:func:`~pbtune.pbt.explore.explore`). Every random draw comes from ``self.rng``;
+    :meth:`get_state` / :meth:`set_state` carry it across a resume so the continued run makes the
+    decisions an uninterrupted run would have.
     """
 
     def __init__(self, settings: PBTSettings, mode: str, seed: int) -> None:
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        self.settings = settings
-        self.mode = mode
-        self.rng = random.Random(seed)
+        super().__init__(settings, mode, seed)
         self.mutations = parse_space(settings.hyperparam_mutations)
         fn = settings.custom_explore_fn
         self.custom_explore_fn: Callable[[dict[str, Any]], Any] | None = (
             load_callable(fn) if isinstance(fn, str) else fn
         )
-
-    def is_boundary(self, iteration: int) -> bool:
-        """Whether ``iteration`` (training iterations completed) is a perturbation boundary."""
-        s = self.settings
-        return iteration > 0 and iteration >= s.burn_in and iteration % s.perturbation_interval == 0
 
     def decide(
         self, iteration: int, scores: Mapping[str, float], configs: Mapping[str, Mapping[str, Any]]
@@ -227,18 +206,3 @@ class PBTPolicy:
             )
             decisions.append(Decision(target, donor, iteration, iteration, old_config, new_config))
         return decisions
-
-    def get_state(self) -> dict[str, Any]:
-        """The RNG state as JSON-serialisable lists (``random.getstate()`` holds tuples)."""
-        version, internal, gauss_next = self.rng.getstate()
-        return {"rng_state": [version, list(internal), gauss_next]}
-
-    def set_state(self, state: Mapping[str, Any]) -> None:
-        """Restore a state from :meth:`get_state` (also after a JSON round trip)."""
-        try:
-            version, internal, gauss_next = state["rng_state"]
-            self.rng.setstate((version, tuple(internal), gauss_next))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(
-                f"PBT policy state is malformed ({exc}); was it saved by pbtune?"
-            ) from exc
