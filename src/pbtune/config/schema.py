@@ -47,7 +47,10 @@ class _Model(BaseModel):
 class PBTConfig(_Model):
     """How the population is exploited and explored (Ray's ``PopulationBasedTraining`` knobs)."""
 
-    enabled: bool = True  # False → plain random search over param_space
+    enabled: bool = True  # False → plain random search over param_space (policy "random")
+    # Native engine: the population policy (see `pbtune.pbt.POLICIES`): pbt (Jaderberg et al.),
+    # pb2 (GP-bandit explore, Parker-Holder et al. 2020) or random (no perturbation).
+    policy: str = "pbt"
     perturbation_interval: Int = Field(4, gt=0)  # iterations between exploit/explore steps
     burn_in: Int = Field(0, ge=0)  # iterations before the first perturbation
     quantile_fraction: Float = 0.25  # bottom fraction copies from the top fraction, in (0, 0.5]
@@ -59,6 +62,15 @@ class PBTConfig(_Model):
     # Native engine: a trial no pending score can put in the bottom quantile goes on past the
     # boundary at once instead of idling its worker; the decisions are the same either way.
     early_release: bool = True
+
+    @field_validator("policy")
+    @classmethod
+    def _policy(cls, value: str) -> str:
+        from pbtune.pbt.base import POLICIES
+
+        if value not in POLICIES.names():
+            raise ValueError(f"unknown policy {value!r}; valid: {', '.join(POLICIES.names())}")
+        return value
 
     @field_validator("quantile_fraction")
     @classmethod

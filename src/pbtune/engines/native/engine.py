@@ -45,7 +45,7 @@ from pbtune.engines.native.intake import IntakeMixin
 from pbtune.engines.native.pool import WorkerPool
 from pbtune.engines.native.recovery import Recovery
 from pbtune.engines.population import initial_trials, policy_settings
-from pbtune.pbt import PBTPolicy
+from pbtune.pbt import POLICIES, create_policy
 
 
 class NativeEngine(IntakeMixin, BoundaryMixin):
@@ -64,10 +64,12 @@ class NativeEngine(IntakeMixin, BoundaryMixin):
         self.max_iter: int = cfg.stop.max_iterations
         self.interval: int = cfg.pbt.perturbation_interval
         self.ckpt_interval: int = cfg.checkpoint_interval
-        self.pbt_on: bool = cfg.pbt.enabled
+        policy = cfg.pbt.policy if cfg.pbt.enabled else "random"
+        self.pbt_on: bool = POLICIES.get(policy).perturbs
         self.early_release: bool = cfg.pbt.early_release
         self.scheduling: str = cfg.scheduling
-        self.policy = PBTPolicy(policy_settings(cfg), cfg.mode, cfg.seed) if self.pbt_on else None
+        self.policy = (create_policy(policy, policy_settings(cfg), cfg.mode, cfg.seed)
+                       if self.pbt_on else None)
         self.trials = {t.trial_id: t for t in initial_trials(cfg)}
         self.best: dict[str, Any] | None = None  # trial_id, metric, config, iteration
         self.best_ref: Any = None
