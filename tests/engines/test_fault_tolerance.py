@@ -87,7 +87,7 @@ def test_nan_trial_is_replaced_by_pbt(ray_local, tmp_path):
 
 
 def test_disk_full_is_a_clear_error_and_keeps_the_run(ray_local, tmp_path, capsys, monkeypatch):
-    import pbtune.results.checkpoints as checkpoints
+    import pbtune.store.checkpoints as checkpoints
 
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pbtune.cli._common import add_command
+from pbtune.cli._finish import interrupted_exit, print_summary
 from pbtune.errors import UserError
 
 
@@ -21,7 +22,7 @@ def load_run(run_dir: Path, overrides: list[str], address: str | None) -> tuple[
     run started, and overrides that would change the experiment.
     """
     from pbtune.config import dump_yaml, load_config, resolve
-    from pbtune.results.journal import JOURNAL_NAME, read_journal
+    from pbtune.store.journal import JOURNAL_NAME, read_journal
 
     if not run_dir.exists():
         raise UserError(f"run directory {run_dir} does not exist; pass the directory printed by "
@@ -72,13 +73,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
     the best result and the exploit count from the last consistent checkpoint, rolls trials.csv
     and the PBT logs back to it, and continues in the same run directory.
     """
-    from pbtune.cli.run import print_summary
     from pbtune.engines import create_engine
     from pbtune.reporting.progress import ProgressPrinter
     from pbtune.results import ResultsWriter
-    from pbtune.results.checkpoints import CheckpointStore
-    from pbtune.results.journal import find_resume_point
     from pbtune.results.rollback import rollback_pbt_logs, rollback_trials_csv
+    from pbtune.store.checkpoints import CheckpointStore
+    from pbtune.store.journal import find_resume_point
 
     run_dir = Path(args.run_dir).expanduser()
     overrides = list(args.set or [])
@@ -111,15 +111,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
     summary = engine.run()
     print_summary(cfg, summary, run_dir)
     return interrupted_exit(summary, run_dir)
-
-
-def interrupted_exit(summary: dict[str, Any], run_dir: Path) -> int:
-    """Exit code 130 and the resume command after Ctrl-C; 0 otherwise."""
-    if summary.get("stop_reason") != "interrupted":
-        return 0
-    print(f"interrupted; checkpoints written. Continue with: pbtune resume {run_dir}",
-          file=sys.stderr)
-    return 130
 
 
 def register(sub: Any) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from pbtune.cli._common import add_command, add_config_args, add_results_dir, resolved_config
+from pbtune.cli._finish import interrupted_exit, journal_header, print_summary
 from pbtune.errors import UserError
 
 
@@ -19,8 +19,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     --exp-times N the experiment runs N times (seeds seed, seed+1, ...) and each repetition's
     runtime, best metric and resource use are appended to <results-dir>/Running_Results.txt.
     """
-    from pbtune.cli.resume import interrupted_exit
-
     cfg = resolved_config(args)
     if args.exp_times is None:
         summary, run_dir = run_once(args, cfg)
@@ -83,29 +81,6 @@ def write_plots(run_dir: Any) -> None:
         print(f"plots: {run_dir / 'plots'} (pbtune report {run_dir} writes report.html)")
     except Exception as exc:  # never lose a finished run to matplotlib
         print(f"warning: plots not written: {type(exc).__name__}: {exc}", file=sys.stderr)
-
-
-def journal_header(run_dir: Any) -> dict[str, Any]:
-    """The journal header: versions and the stored config's hash (resume refuses an edit)."""
-    import hashlib
-
-    from pbtune import __version__
-
-    text = (run_dir / "config.yaml").read_bytes()
-    return {"pbtune": __version__, "config_sha256": hashlib.sha256(text).hexdigest()}
-
-
-def print_summary(cfg: Any, summary: dict[str, Any], run_dir: Any) -> None:
-    best = summary["best"] or {}
-    print(f"run directory: {run_dir}")
-    if best:
-        print(f"best {cfg.metric}: {best['metric']:.4f} (trial {best['trial_id']}, "
-              f"iteration {best['iteration']}, config {json.dumps(best['config'])})")
-    print(f"wall {summary['wall_s']:.1f} s, compute {summary['compute_s']:.1f} s on "
-          f"{summary['slots']} slots, efficiency {summary['efficiency']:.2f}, "
-          f"exploits {summary['exploits']}, stopped by {summary['stop_reason']}")
-    if summary.get("errors"):
-        print(f"errored trials: {', '.join(sorted(summary['errors']))} (see summary.json)")
 
 
 def register(sub: Any) -> None:

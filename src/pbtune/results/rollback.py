@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pbtune.engines.base import is_better
-from pbtune.results.checkpoints import atomic_write
+from pbtune.store.checkpoints import atomic_write
 
 
 def _parse(text: str) -> Any:

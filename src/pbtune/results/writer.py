@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pbtune.engines.base import Callback, Trial
-from pbtune.results.checkpoints import atomic_write, serialize_state
+from pbtune.store.checkpoints import atomic_write, serialize_state
 
 META_COLUMNS = ("time_this_iter_s", "worker", "node", "timestamp", "node_cpu_percent",
                 "node_gpu_percent", "worker_rss_mb")

@@ -99,7 +99,7 @@ class NativeEngine(IntakeMixin, BoundaryMixin):
 
     def enable_recovery(self, run_dir: Path, header: dict[str, Any] | None = None) -> None:
         """Checkpoint into and journal to ``run_dir`` (``pbtune run`` and ``resume`` do this)."""
-        from pbtune.results.journal import Journal
+        from pbtune.store.journal import Journal
 
         ft = self.cfg.fault_tolerance
         self.recovery = Recovery(Path(run_dir), Journal(Path(run_dir), header),
@@ -168,7 +168,7 @@ class NativeEngine(IntakeMixin, BoundaryMixin):
                 self.recovery.check()
             best_state = ray.get(self.best_ref) if self.best_ref is not None else None
         except OSError as exc:
-            from pbtune.results.checkpoints import DISK_ERRNOS, disk_error
+            from pbtune.store.checkpoints import DISK_ERRNOS, disk_error
 
             if exc.errno in DISK_ERRNOS and self.recovery is not None:
                 raise disk_error(exc, self.recovery.run_dir) from exc
@@ -185,7 +185,7 @@ class NativeEngine(IntakeMixin, BoundaryMixin):
         summary = self.summary(wall_s, pool.size)
         self._emit("on_end", summary, best_state)
         if self.recovery is not None and not self.interrupted:
-            from pbtune.results.journal import Journal
+            from pbtune.store.journal import Journal
 
             journal = Journal(self.recovery.run_dir)
             journal.write({"event": "end", "final": True, "summary": summary}, sync=True)

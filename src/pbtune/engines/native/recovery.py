@@ -24,8 +24,8 @@ from typing import Any
 import ray
 
 from pbtune.engines.base import ERROR, PENDING, TERMINATED, Trial
-from pbtune.results.checkpoints import DISK_ERRNOS, CheckpointStore, disk_error
-from pbtune.results.journal import Journal
+from pbtune.store.checkpoints import DISK_ERRNOS, CheckpointStore, disk_error
+from pbtune.store.journal import Journal
 
 BEST_NAME = "best.pt"
 

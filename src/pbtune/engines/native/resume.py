@@ -47,6 +47,6 @@ def restore_engine(engine: Any, cut: dict[str, Any], counts: dict[str, int],
 
 
 def _events(run_dir: Path) -> list[dict[str, Any]]:
-    from pbtune.results.journal import read_journal
+    from pbtune.store.journal import read_journal
 
     return read_journal(run_dir)[1]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from pbtune.results.checkpoints import (
+from pbtune.store.checkpoints import (
     CheckpointCorrupt,
     CheckpointStore,
     deserialize_state,
