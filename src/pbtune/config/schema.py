@@ -175,7 +175,7 @@ class ExperimentConfig(_Model):
     checkpoint_interval: Int = Field(50, gt=0)  # INTERVAL_CHECK: iterations between checkpoints
     fault_tolerance: FaultToleranceConfig = FaultToleranceConfig()
     report_interval: Float = Field(300.0, gt=0)  # INTERVAL_REPORT: seconds between text reports
-    scheduling: Literal["affinity", "fifo", "speed-aware"] = "affinity"
+    scheduling: str = "affinity"  # a registered dispatcher (pbtune.engines.dispatch)
     engine: Literal["native", "tune"] = "native"
     tune: TuneSettings = TuneSettings()  # used when engine is "tune"
 
@@ -188,6 +188,17 @@ class ExperimentConfig(_Model):
                 "must be a directory name of letters, digits, '.', '_' or '-' (at most 100, "
                 "not starting with '.' or '-')"
             )
+        return value
+
+    @field_validator("scheduling")
+    @classmethod
+    def _scheduling(cls, value: str) -> str:
+        # Imported here, like pbt.policy's registry: the schema stays importable on its own.
+        from pbtune.engines.dispatch import DISPATCHERS
+
+        if value not in DISPATCHERS.names():
+            valid = ", ".join(repr(name) for name in DISPATCHERS.names())
+            raise ValueError(f"unknown dispatcher {value!r}; valid: {valid}")
         return value
 
     @field_validator("workload")

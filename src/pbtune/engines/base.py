@@ -12,11 +12,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PENDING, RUNNING, PAUSED, TERMINATED, ERROR = "PENDING", "RUNNING", "PAUSED", "TERMINATED", "ERROR"
+LIVE = (PENDING, PAUSED, RUNNING)  # statuses of a trial that still trains
 
 
 @dataclass
 class Trial:
-    """One population member: its hyperparameters, progress and where its live state is.
+    """One population member as results, reporting and replay see it (the public record).
+
+    Engines keep what only they need (state handles, kept boundary states, checkpoint
+    bookkeeping) in their own per-trial state and update this record in place.
 
     Attributes:
         trial_id: stable id (``t000``, ``t001``, ...).
@@ -24,28 +28,14 @@ class Trial:
         seed: seeds the trial's model init and data order.
         iteration: training iterations completed.
         status: one of PENDING, RUNNING, PAUSED, TERMINATED, ERROR.
-        worker: index of the worker holding the live workload, or None.
-        scores: iteration → metric value (ranking at equal progress reads this).
-        pending_state: a state (ObjectRef) to load before the next segment (exploit or move).
-        include_rng: whether ``pending_state`` brings its RNG (False on exploit).
+        worker: index of the worker running or holding the trial, or None.
         compute_s: seconds inside train + evaluate, summed over segments.
-        exploits: times this trial copied a donor.
-        error: the last error message (with traceback for exceptions).
-        last_result: the latest result row.
-        snapshot: the trial's state at its last segment end (an ObjectRef; recovery point when
-            its worker is lost, and the donor state on exploit).
-        recover: ``(state, include_rng)`` the running segment started from (re-run on loss).
-        failures: errors and worker losses so far (checked against ``max_failures``).
-        recoverable: an errored trial PBT may still replace from a donor at the next boundary.
-        recorded: highest iteration whose row was reported (re-run rows are not reported again).
         results: rows reported (iterations counted in the summary).
-        ckpt_iter: iteration of the latest checkpoint queued for writing (-1: none).
-        boundary: ``(iteration, state, compute_s, failures)`` when the trial went on past a
-            boundary before that boundary's decisions (early release): its state there (the donor
-            state should it be copied) and its counters there (to rewind it on Ctrl-C).
-        rng_source: after an exploit, the target's own state at that boundary (an ObjectRef):
-            a worker that does not hold the target live takes its data-order RNG from it, so
-            which worker runs the target cannot change its results.
+        exploits: times this trial copied a donor.
+        failures: errors and worker losses so far (checked against ``max_failures``).
+        error: the last error message (with traceback for exceptions).
+        last_result: the latest result row (its metrics).
+        lineage: ``donor@iteration`` for every exploit, oldest first.
     """
 
     trial_id: str
@@ -54,22 +44,13 @@ class Trial:
     iteration: int = 0
     status: str = PENDING
     worker: int | None = None
-    scores: dict[int, float] = field(default_factory=dict)
-    pending_state: Any = None
-    include_rng: bool = True
     compute_s: float = 0.0
+    results: int = 0
     exploits: int = 0
+    failures: int = 0
     error: str | None = None
     last_result: dict[str, Any] = field(default_factory=dict)
-    snapshot: Any = None
-    recover: tuple[Any, bool] = (None, True)
-    failures: int = 0
-    recoverable: bool = False
-    recorded: int = 0
-    results: int = 0
-    ckpt_iter: int = -1
-    boundary: tuple[int, Any, float, int] | None = None
-    rng_source: Any = None
+    lineage: list[str] = field(default_factory=list)
 
 
 class Callback:

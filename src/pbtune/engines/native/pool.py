@@ -15,7 +15,6 @@ from typing import Any
 import ray
 
 from pbtune.cluster import actor_options, cluster_nodes, connect, plan_cluster
-from pbtune.engines.base import Trial
 from pbtune.engines.native.worker import RemoteWorker
 from pbtune.engines.node_options import driver_options
 from pbtune.errors import UserError
@@ -63,7 +62,6 @@ class WorkerPool:
         for handle in self.workers:
             handle.set_data.remote(self.data_ref)
         self.dead: set[int] = set()  # slots whose worker was lost and could not be recreated
-        self.speeds: dict[int, float] = {}  # worker → iterations per compute second (EMA)
         self.starting: dict[int, Any] = {}  # worker not started yet → its pending info() ref
         self.info = self._wait_started(float(res.start_timeout_s))
 
@@ -133,13 +131,12 @@ class WorkerPool:
 
         The slot's node may be gone (node removed, hard node affinity): then the slot is marked
         dead and the remaining workers take its trials. The lost worker's live trials are the
-        engine's business (it restores them from their snapshots).
+        coordinator's business (it restores them from their snapshots).
         """
         try:
             ray.kill(self.workers[worker])
         except Exception:  # already dead
             pass
-        self.speeds.pop(worker, None)
         spec = self.specs[worker]
         if worker in self.dead:  # retired with its node (elastic.retire): nowhere to go
             return False
@@ -206,53 +203,7 @@ class WorkerPool:
         gone = [w for w, spec in enumerate(self.specs)
                 if spec.node_id in node_ids and w not in self.dead]
         self.dead.update(gone)
-        for w in gone:
-            self.speeds.pop(w, None)
         return gone
-
-    def idle(self, busy: set[int]) -> list[int]:
-        """Idle workers, fastest first (unmeasured ones count as fast so they get measured)."""
-        free = [w for w in range(self.size)
-                if w not in busy and w not in self.dead and w not in self.starting]
-        return sorted(free, key=lambda w: (-self.speeds.get(w, float("inf")), w))
-
-    def record_speed(self, worker: int, iterations: int, compute_s: float) -> None:
-        if iterations and compute_s > 0:
-            rate = iterations / compute_s
-            old = self.speeds.get(worker)
-            self.speeds[worker] = rate if old is None else 0.7 * old + 0.3 * rate
-
-    def export(self, worker: int | None, trial_id: str, drop: bool = False) -> Any:
-        """An ObjectRef to the trial's current state on ``worker`` (exact, never a stale file)."""
-        if worker is None:
-            raise RuntimeError(f"trial {trial_id} has no live state on any worker")
-        return self.workers[worker].export_state.remote(trial_id, drop)
-
-    def submit(self, worker: int, trial: Trial, target: int,
-               **kwargs: Any) -> tuple[Any, Any, Any]:
-        """Start the trial's next segment on ``worker``; moves its state there if needed.
-
-        Returns ``(result, best_state, snapshot)`` ObjectRefs (see ``Worker.run``).
-        """
-        state, include_rng = trial.pending_state, trial.include_rng
-        if trial.worker is not None and trial.worker != worker:
-            if state is None and trial.snapshot is not None:  # plain move (elastic): the
-                # segment-end snapshot *is* the live state; using it never waits for a busy
-                # holder nor needs one whose node left.
-                state, include_rng = trial.snapshot, True
-                self.workers[trial.worker].drop.remote(trial.trial_id)
-            elif state is None:  # plain move: take the live state from its holder
-                state, include_rng = self.export(trial.worker, trial.trial_id, drop=True), True
-            else:  # exploit: the old holder's copy is obsolete
-                self.workers[trial.worker].drop.remote(trial.trial_id)
-        trial.pending_state, trial.include_rng = None, True
-        # An exploit keeps the target's own data-order RNG; a worker that does not hold the
-        # target live takes it from the target's own state at the boundary (rng_source).
-        rng_from = trial.rng_source if state is not None and not include_rng else None
-        return self.workers[worker].run.remote(
-            trial.trial_id, dict(trial.config), trial.seed, target, state=state,
-            include_rng=include_rng, rng_from=rng_from, **kwargs,
-        )
 
     def signal_stop(self) -> None:
         """Tell running segments to end after their current iteration (sent once)."""

@@ -14,20 +14,17 @@ next segment. Only :meth:`Worker.request_stop` runs on a second thread (Ray conc
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import sys
 import threading
-import time
-import traceback
 from collections.abc import Mapping
 from typing import Any
 
 import ray
 
-from pbtune.engines.base import is_better, reached
 from pbtune.engines.node_options import resolve_here
+from pbtune.engines.segment import run_segment
 
 
 def resource_usage(process: Any) -> dict[str, float]:
@@ -171,61 +168,13 @@ class Worker:
             of ``checkpoint_interval``. It costs one ``get_state`` per segment and one state per
             live trial in the object store (the previous one is freed when the driver drops it).
         """
-        rows: list[dict[str, Any]] = []
-        compute_s = 0.0
-        best_state = None
-        best_iteration = None
-        try:
-            workload = self.trials.get(trial_id)
-            if workload is None:
-                workload = self.cls(config, data=self.data, options=self.options, seed=seed,
-                                    device=self.device)
-                self.trials[trial_id] = workload
-                if state is not None and not include_rng and rng_from is not None:
-                    workload.set_state(rng_from)  # the trial's own RNG; the donor's rest below
-            if state is not None:
-                workload.set_state(state, include_rng=include_rng)
-            if dict(workload.config) != dict(config):
-                workload.apply_hyperparameters(config)
-            while workload.iteration < target_iteration:
-                start = time.perf_counter()
-                train_metrics = workload.train(1)
-                eval_metrics = workload.evaluate()
-                elapsed = time.perf_counter() - start
-                compute_s += elapsed
-                row = {f"train_{k}" if not k.startswith("train_") else k: v
-                       for k, v in train_metrics.items()}
-                row.update(eval_metrics)
-                row.update(iteration=workload.iteration, time_this_iter_s=elapsed,
-                           timestamp=time.time(), **resource_usage(self.process))
-                rows.append(row)
-                value = float(eval_metrics[metric])
-                losses = [float(v) for k, v in row.items() if k.endswith("loss")]
-                if not math.isfinite(value) or not all(math.isfinite(v) for v in losses):
-                    self.trials.pop(trial_id, None)  # a diverged state is never continued
-                    return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
-                             "status": "error",
-                             "error": f"non-finite metric or loss at iteration "
-                                      f"{workload.iteration}: {metric}={value}, losses={losses}"},
-                            None, None)
-                if is_better(value, best_so_far, mode):
-                    best_so_far = value
-                    best_state = workload.get_state()
-                    best_iteration = workload.iteration
-                if reached(value, threshold, mode):
-                    break
-                if deadline is not None and time.time() >= deadline:
-                    break
-                if self._stop.is_set():
-                    break
-            return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
-                     "status": "ok", "error": None, "best_iteration": best_iteration}, best_state,
-                    workload.get_state())
-        except Exception as exc:  # user code failed: the trial errors, the run goes on
-            self.trials.pop(trial_id, None)
-            return ({"rows": rows, "compute_s": compute_s, "iteration": None, "status": "error",
-                     "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}, None,
-                    None)
+        return run_segment(
+            self.trials, trial_id, lambda: self.cls(config, data=self.data, options=self.options,
+                                                    seed=seed, device=self.device),
+            config, target_iteration, state=state, include_rng=include_rng, rng_from=rng_from,
+            metric=metric, mode=mode, threshold=threshold, best_so_far=best_so_far,
+            deadline=deadline, stop=self._stop.is_set,
+            extra=lambda: resource_usage(self.process))
 
 
 RemoteWorker = ray.remote(concurrency_groups={"control": 1})(Worker)

@@ -80,7 +80,6 @@ class Bridge(tune.Callback):
         value = float(result[self.metric])
         record.config = dict(result.get("pbtune_config") or self.hyper(trial.config))
         record.iteration, record.status = it, RUNNING
-        record.scores[it] = value
         record.compute_s += float(result.get("compute_s", 0.0))
         record.results += 1
         record.worker = worker

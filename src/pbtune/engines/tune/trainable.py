@@ -17,7 +17,6 @@ import logging
 import os
 import pickle
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,6 +24,8 @@ from ray import tune
 
 from pbtune.engines.base import is_better
 from pbtune.engines.node_options import resolve_here
+from pbtune.errors import UserError
+from pbtune.workloads.iteration import run_iteration
 
 STATE_FILE = "state.pkl"
 
@@ -74,19 +75,24 @@ class WorkloadTrainable(tune.Trainable):
         return {k: config[k] for k in self._names if k in config}
 
     def step(self) -> dict[str, Any]:
-        start = time.perf_counter()
-        train = self.workload.train(1)
-        metrics = self.workload.evaluate()
-        compute_s = time.perf_counter() - start  # seconds in train + evaluate (as native)
-        value = float(metrics[self._metric])
+        """One iteration, reported to Tune as the metrics only.
+
+        Tune adds ``training_iteration``, ``timestamp`` and ``time_this_iter_s`` itself (and would
+        take ours in place of its own timing), so the shared row's bookkeeping columns stay out.
+        A non-finite metric is reported, not raised, as before: Tune's schedulers rank it. A
+        missing or non-numeric metric fails the trial with the shared, readable message.
+        """
+        step = run_iteration(self.workload, self._metric)
+        if step.metric_error is not None:
+            raise UserError(step.metric_error)
         best = None if self._best is None else self._best[1]
-        if is_better(value, best, self._mode):
-            self._best = (self.workload.iteration, value, self.workload.get_state())
-        row = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in train.items()}
-        row.update(metrics)
+        if is_better(step.value, best, self._mode):
+            self._best = (self.workload.iteration, step.value, self.workload.get_state())
+        row = dict(step.metrics)
         # The config that produced this row: by the time Tune's callbacks see the result, PBT or
         # replay may already have changed ``trial.config`` for the next iteration.
-        row.update(compute_s=compute_s, worker_pid=self._pid,
+        # compute_s: seconds in train + evaluate (as native).
+        row.update(compute_s=step.elapsed_s, worker_pid=self._pid,
                    pbtune_config=self._hyper(self.config))
         return row
 

@@ -1,0 +1,208 @@
+"""What the coordinator is told (events) and what it answers (commands): small frozen values.
+
+Why values: the coordinator (:mod:`~pbtune.engines.core.coordinator`) decides and an executor
+(Ray, simulated) executes; neither calls into the other. An executor turns actor results into
+events, the coordinator turns events into commands, and the driver loop passes one to the other.
+Being plain data, a sequence of events can be replayed against the coordinator in a unit test,
+and every command it gave can be compared between executors.
+
+State handles (``Handle``) are opaque to the coordinator: a Ray ``ObjectRef`` under the Ray
+executor, the state object itself under the simulated one, or :class:`OnDisk` for a checkpoint
+file the executor loads when the state is first needed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+Handle = Any  # an executor's reference to a trial state (ObjectRef, an in-process object, OnDisk)
+
+
+@dataclass(frozen=True)
+class OnDisk:
+    """A trial state in a verified checkpoint file (``pbtune.store.checkpoints`` record)."""
+
+    path: str
+    sha256: str
+    bytes: int
+    iteration: int
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> OnDisk:
+        return cls(str(record["path"]), str(record["sha256"]), int(record["bytes"]),
+                   int(record["iteration"]))
+
+    def record(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "bytes": self.bytes,
+                "iteration": self.iteration}
+
+
+@dataclass(frozen=True)
+class Restore:
+    """The state a trial's next segment starts from, and whose data-order RNG it keeps.
+
+    Computed in one place (the coordinator) and applied in one place (the worker's
+    :func:`~pbtune.engines.segment.load_trial`).
+
+    Attributes:
+        state: the state to load.
+        include_rng: False on exploit: the target takes the donor's weights and optimiser but
+            keeps its own data order.
+        rng_from: with ``include_rng`` False, the target's own state, from which a worker that
+            does not hold the target live takes its RNG (so which worker runs the target cannot
+            change its results).
+    """
+
+    state: Handle
+    include_rng: bool = True
+    rng_from: Handle = None
+
+
+# -- events (executor → coordinator) -----------------------------------------------------------
+@dataclass(frozen=True)
+class WorkerInfo:
+    """A worker slot: ``ready`` once it has started, ``alive`` until retired or lost for good."""
+
+    index: int
+    node: str  # the node's IP (the ``node`` column of trials.csv)
+    ready: bool = True
+    alive: bool = True
+    describe: dict[str, Any] = field(default_factory=dict, compare=False)  # for on_workers
+
+
+@dataclass(frozen=True)
+class WorkersChanged:
+    """The pool changed (start, adoption, nodes joined or left, a slot retired)."""
+
+    workers: tuple[WorkerInfo, ...]
+    journal: dict[str, Any] | None = None  # what changed, for the journal's membership line
+
+
+@dataclass(frozen=True)
+class SegmentFinished:
+    """A segment ended (normally, early, or with a workload error in ``result``).
+
+    ``result`` has ``rows`` (one per iteration), ``compute_s``, ``iteration``, ``status``
+    (``"ok"``/``"error"``), ``error`` and ``best_iteration``; ``best`` is the state at
+    ``best_iteration`` and ``snapshot`` the state at the segment's end (None on error).
+    """
+
+    worker: int
+    trial_id: str
+    result: dict[str, Any]
+    best: Handle = None
+    snapshot: Handle = None
+
+
+@dataclass(frozen=True)
+class SegmentLost:
+    """A segment's worker died, or the state it was given was lost with its node."""
+
+    worker: int
+    trial_id: str
+    reason: str  # the exception's class name
+    message: str
+    state_lost: bool  # the input state is gone (roll back to a checkpoint), the worker is not
+    replaced: bool | None = None  # the worker was recreated (None: not tried, state_lost)
+
+
+@dataclass(frozen=True)
+class StopRequested:
+    """Stop: ``interrupted`` (Ctrl-C: rewind to a consistent cut) or another reason."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class CheckpointWritten:
+    """A checkpoint reached the disk (the roll-back point if its trial's state is lost)."""
+
+    trial_id: str
+    iteration: int
+    file: OnDisk
+    include_rng: bool
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TimePassed:
+    """Nothing finished within the executor's wait; only the clock moved."""
+
+
+Event = WorkersChanged | SegmentFinished | SegmentLost | StopRequested | CheckpointWritten | \
+    TimePassed
+
+
+# -- commands (coordinator → executor and sinks) ------------------------------------------------
+@dataclass(frozen=True)
+class RunSegment:
+    """Run ``trial_id`` on ``worker`` up to ``target_iteration`` (evaluating every iteration)."""
+
+    worker: int
+    trial_id: str
+    config: dict[str, Any]
+    seed: int
+    target_iteration: int
+    restore: Restore | None = None  # None: the worker holds the trial live (or it starts fresh)
+    drop_from: int | None = None  # a worker whose copy of the trial is obsolete (it moved)
+    best_so_far: float | None = None  # the worker returns a state only for a better result
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Write ``state`` as the trial's checkpoint at ``iteration``."""
+
+    trial_id: str
+    iteration: int
+    state: Handle
+    include_rng: bool
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteCut:
+    """Journal a resume point once its checkpoints are on disk (``pbtune.store`` formats)."""
+
+    cut: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SaveBest:
+    """Persist the best result's state (``checkpoints/best.pt``)."""
+
+    state: Handle
+    meta: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WriteError:
+    """Append a failure's text to ``trials/<trial_id>/error.txt``."""
+
+    trial_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Journal:
+    """Append one event to the run's journal (``sync``: fsync it, a decision point)."""
+
+    record: dict[str, Any]
+    sync: bool = False
+
+
+@dataclass(frozen=True)
+class Notify:
+    """Call ``hook`` on every callback (``on_result``, ``on_exploit``, ...) with ``args``."""
+
+    hook: str
+    args: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class StopSegments:
+    """Running segments end after their current iteration; no further segment starts."""
+
+
+Command = RunSegment | Checkpoint | WriteCut | SaveBest | WriteError | Journal | Notify | \
+    StopSegments

@@ -1,0 +1,87 @@
+"""What happens to a trial whose workload failed or whose worker was lost (pure decisions).
+
+Why: failures must cost as little as possible and never corrupt the run's record. A trial whose
+worker dies (actor killed, out of memory, node removed) continues on a recreated or another worker
+from the state its failed segment started from, so no iteration is trained or reported twice;
+only when that state itself was lost with its node does it roll back to its latest checkpoint on
+disk (re-run rows are not reported again). A trial whose user code raised or produced a NaN/inf is
+marked ERROR with its traceback in ``trials/<trial_id>/error.txt``; the policy replaces it from a
+donor at the next boundary. Both count against ``fault_tolerance.max_failures`` per trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pbtune.engines.base import ERROR, PAUSED
+from pbtune.engines.core.events import (
+    CheckpointWritten,
+    Command,
+    Journal,
+    Notify,
+    Restore,
+    SegmentLost,
+    WriteError,
+)
+from pbtune.engines.core.state import TrialState
+
+
+def _error_text(t: TrialState, text: str) -> WriteError:
+    return WriteError(t.trial_id, f"--- failure {t.record.failures} at iteration {t.iteration} "
+                                  f"(config {t.config})\n{text.rstrip()}\n")
+
+
+def trial_error(t: TrialState, error: str, *, perturbs: bool, max_failures: int,
+                recovery: bool) -> list[Command]:
+    """User code raised, or a metric or loss stopped being finite."""
+    t.record.failures += 1
+    t.status, t.record.error, t.worker = ERROR, error, None
+    t.recoverable = perturbs and t.record.failures <= max_failures
+    out: list[Command] = [_error_text(t, error)] if recovery else []
+    out += [Journal({"event": "error", "trial": t.trial_id, "iteration": t.iteration,
+                     "failures": t.record.failures, "recoverable": t.recoverable,
+                     "message": error.splitlines()[0] if error else ""}, sync=True),
+            Notify("on_trial_end", (t.record,))]
+    return out
+
+
+def worker_lost(t: TrialState, event: SegmentLost, trials: Mapping[str, TrialState],
+                latest: Mapping[str, CheckpointWritten], *, max_failures: int,
+                recovery: bool) -> list[Command]:
+    """The segment's worker (or the state it was given) is gone: continue elsewhere."""
+    if not event.state_lost:
+        for other in trials.values():  # its other live states are gone too
+            if other.worker == event.worker and other is not t:
+                other.worker = None
+                if other.pending is None and other.snapshot is not None:
+                    other.pending = Restore(other.snapshot)
+    t.record.failures += 1
+    out: list[Command] = [Journal({
+        "event": "worker_lost", "worker": event.worker, "trial": t.trial_id,
+        "iteration": t.iteration, "failures": t.record.failures, "reason": event.reason,
+        "replaced": event.replaced}, sync=True)]
+    t.worker = None
+    if t.record.failures > max_failures:
+        t.status, t.recoverable = ERROR, False
+        t.record.error = (f"lost its worker {t.record.failures} times (max_failures = "
+                          f"{max_failures}); last: {event.reason}: {event.message}")
+        if recovery:
+            out.append(_error_text(t, t.record.error))
+        out.append(Notify("on_trial_end", (t.record,)))
+        return out
+    t.status = PAUSED
+    restore = t.running_from
+    if event.state_lost or (restore is None and t.iteration > 0):
+        restore = from_disk(t, latest.get(t.trial_id))
+    t.pending = restore
+    return out
+
+
+def from_disk(t: TrialState, latest: CheckpointWritten | None) -> Restore | None:
+    """Roll ``t`` back to its latest checkpoint (or to iteration 0 when it has none)."""
+    if latest is None:
+        t.iteration, t.snapshot = 0, None
+        return None
+    t.iteration, t.config = latest.iteration, dict(latest.config)
+    t.snapshot = latest.file
+    return Restore(latest.file, latest.include_rng)

@@ -1,0 +1,165 @@
+"""Writing what the coordinator asks to persist: checkpoints, cuts, the best state, error files.
+
+Why a thread of its own: fetching a state from wherever the executor keeps it and writing it as a
+verified file must never stall dispatch, so the driver queues :class:`Checkpoint`,
+:class:`WriteCut` and :class:`SaveBest` commands here and goes on. A cut's journal line is
+written only after all its checkpoints are on disk (fsync'd); files no retained cut references
+are pruned. Every checkpoint written is reported back as a
+:class:`~pbtune.engines.core.events.CheckpointWritten` event (the roll-back point the coordinator
+uses when a trial's state is lost). No Ray here: the executor passes ``fetch`` (``ray.get`` for
+the Ray executor; the identity for the simulated one).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pbtune.engines.base import ERROR, PENDING, TERMINATED
+from pbtune.engines.core.events import (
+    Checkpoint,
+    CheckpointWritten,
+    OnDisk,
+    SaveBest,
+    WriteCut,
+    WriteError,
+)
+from pbtune.store.checkpoints import DISK_ERRNOS, CheckpointStore, disk_error
+from pbtune.store.journal import Journal
+
+BEST_NAME = "best.pt"
+
+
+class Persistence:
+    """The run directory's writer.
+
+    Args:
+        run_dir: the run directory.
+        journal: the run's open :class:`~pbtune.store.journal.Journal`.
+        fetch: handle → state (may raise ``lost``: the state went with its node).
+        lost: the exception types ``fetch`` raises for a state that is gone.
+        keep: cuts whose checkpoints are kept (the newest per trial and ``best.pt`` always are).
+    """
+
+    def __init__(self, run_dir: Path, journal: Journal, fetch: Callable[[Any], Any],
+                 lost: tuple[type[BaseException], ...] = (), keep: int = 2) -> None:
+        self.run_dir = Path(run_dir)
+        self.journal = journal
+        self.store = CheckpointStore(self.run_dir)
+        self.fetch, self.lost = fetch, lost
+        self.error: BaseException | None = None
+        self.written: queue.Queue[CheckpointWritten] = queue.Queue()  # for the coordinator
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._by_iter: dict[tuple[str, int], dict[str, Any]] = {}
+        self._latest: dict[str, dict[str, Any]] = {}
+        self._files: list[str] = []
+        self._cut_paths: deque[set[str]] = deque(maxlen=keep)
+        self._best: SaveBest | None = None
+        self._best_written: dict[str, Any] | None = None
+        self._thread = threading.Thread(target=self._loop, name="pbtune-checkpoints", daemon=True)
+        self._thread.start()
+
+    # -- driver side -----------------------------------------------------------------------------
+    def submit(self, command: Checkpoint | WriteCut | SaveBest | WriteError) -> None:
+        if isinstance(command, WriteError):  # small and rare: written at once
+            path = self.run_dir / "trials" / command.trial_id / "error.txt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as f:
+                f.write(command.text)
+            return
+        if isinstance(command, SaveBest):  # coalesced: only the newest pending one is written
+            self._best = command
+        self._queue.put(command)
+
+    def check(self) -> None:
+        """Raise the writer's disk error in the driver (stops the run, state kept)."""
+        if self.error is not None:
+            exc = self.error
+            if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
+                raise disk_error(exc, self.run_dir) from exc
+            raise exc
+
+    def drain(self) -> None:
+        """Wait until every queued checkpoint and cut is on disk."""
+        self._queue.join()
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=60)
+        self.journal.close()
+
+    def seed(self, cut: dict[str, Any]) -> None:
+        """On resume: the cut's checkpoints are this session's latest (kept, then pruned)."""
+        for tid, rec in cut["trials"].items():
+            if rec.get("checkpoint"):
+                self._latest[tid] = {**rec["checkpoint"], "config": rec["config"],
+                                     "include_rng": rec.get("include_rng", True)}
+                self._files.append(rec["checkpoint"]["path"])
+        self._cut_paths.append({r["path"] for r in self._latest.values()})
+
+    # -- writer thread ---------------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            job = self._queue.get()
+            try:
+                if job is None:
+                    return
+                if self.error is None:
+                    {Checkpoint: self._checkpoint, WriteCut: self._cut,
+                     SaveBest: self._save_best}[type(job)](job)
+            except BaseException as exc:  # reported to the driver by check()
+                self.error = exc
+            finally:
+                self._queue.task_done()
+
+    def _checkpoint(self, c: Checkpoint) -> None:
+        try:
+            state = self.fetch(c.state)
+        except self.lost as exc:  # state lost with its node: no checkpoint
+            self.journal.write({"event": "checkpoint_failed", "trial": c.trial_id,
+                                "iteration": c.iteration, "reason": type(exc).__name__})
+            return
+        rec = {**self.store.save(c.trial_id, c.iteration, state), "include_rng": c.include_rng,
+               "config": c.config}
+        self._by_iter[(c.trial_id, c.iteration)] = self._latest[c.trial_id] = rec
+        self._files.append(rec["path"])
+        self.journal.write({"event": "checkpoint", "trial": c.trial_id, **rec})
+        self.written.put(CheckpointWritten(c.trial_id, c.iteration, OnDisk.of(rec),
+                                           c.include_rng, dict(c.config)))
+
+    def _cut(self, job: WriteCut) -> None:
+        cut = job.cut
+        for tid, rec in cut["trials"].items():
+            if rec["status"] == PENDING and rec["iteration"] == 0:
+                rec["checkpoint"] = None
+                continue
+            ckpt = self._by_iter.pop((tid, rec["iteration"]), None)
+            latest = self._latest.get(tid)
+            ended = rec["status"] in (TERMINATED, ERROR)
+            if ckpt is None and latest is not None and (
+                    latest["iteration"] == rec["iteration"] or ended):
+                ckpt = latest
+            if ckpt is None:  # its state was lost before it reached the disk: no cut here
+                self.journal.write({"event": "cut_skipped", "iteration": cut["iteration"],
+                                    "trial": tid})
+                return
+            rec["checkpoint"] = {k: ckpt[k] for k in ("path", "sha256", "bytes", "iteration")}
+            rec.setdefault("include_rng", ckpt["include_rng"])
+        self.journal.write(cut, sync=True)
+        self._cut_paths.append({r["checkpoint"]["path"] for r in cut["trials"].values()
+                                if r.get("checkpoint")})
+        keep = set().union(*self._cut_paths) | {r["path"] for r in self._latest.values()}
+        self._files = self.store.prune(keep, self._files)
+
+    def _save_best(self, _job: SaveBest) -> None:
+        best = self._best
+        if best is None or best.meta == self._best_written:
+            return
+        rec = self.store.save(best.meta["trial_id"], best.meta["iteration"],
+                              self.fetch(best.state), name=BEST_NAME)
+        self._best_written = best.meta
+        self.journal.write({"event": "best", **best.meta, **rec})

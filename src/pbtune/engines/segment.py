@@ -1,0 +1,92 @@
+"""Running one segment of a trial where its workload lives (no Ray: every executor shares it).
+
+Why one function: the Ray worker and the simulated executor must run a segment *identically* —
+load the state the coordinator's :class:`~pbtune.engines.core.events.Restore` names, keep the
+trial's own data-order RNG on exploit, apply the explored config, then iterate with
+:func:`~pbtune.workloads.iteration.run_iteration` until the target, a stop, the threshold, the
+deadline or an error — so a scenario run in-process gives the decisions and rows a Ray run gives.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Mapping, MutableMapping
+from typing import Any
+
+from pbtune.engines.base import is_better, reached
+from pbtune.workloads.iteration import run_iteration
+
+
+def load_trial(live: MutableMapping[str, Any], trial_id: str, make: Callable[[], Any],
+               config: Mapping[str, Any], state: Any = None, include_rng: bool = True,
+               rng_from: Any = None) -> Any:
+    """The trial's workload, ready for its next segment (applies the coordinator's Restore).
+
+    A worker that holds the trial live continues it; otherwise it builds one. An exploit
+    (``include_rng`` False) loads the donor's state but keeps the target's data-order RNG: the
+    live workload's own, or for a workload built here the one in ``rng_from`` (the target's own
+    state), so which worker runs the target cannot change its results.
+    """
+    workload = live.get(trial_id)
+    if workload is None:
+        workload = live[trial_id] = make()
+        if state is not None and not include_rng and rng_from is not None:
+            workload.set_state(rng_from)  # the trial's own RNG; the donor's rest below
+    if state is not None:
+        workload.set_state(state, include_rng=include_rng)
+    if dict(workload.config) != dict(config):
+        workload.apply_hyperparameters(config)
+    return workload
+
+
+def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[], Any],
+                config: Mapping[str, Any], target_iteration: int, *, state: Any = None,
+                include_rng: bool = True, rng_from: Any = None, metric: str, mode: str,
+                threshold: float | None = None, best_so_far: float | None = None,
+                deadline: float | None = None, stop: Callable[[], bool] = lambda: False,
+                extra: Callable[[], dict[str, Any]] = dict,
+                ) -> tuple[dict[str, Any], Any, Any]:
+    """Train a trial up to ``target_iteration``, evaluating after every iteration.
+
+    Stops early when its metric reaches ``threshold``, a loss or the metric stops being finite,
+    the wall clock passes ``deadline`` (epoch seconds) or ``stop()`` says so.
+
+    Returns:
+        ``(result, best_state, snapshot)``: ``result`` has ``rows`` (one per iteration, plus the
+        columns ``extra()`` adds), ``compute_s`` (s inside train + evaluate), ``iteration``,
+        ``status`` (``"ok"``/``"error"``), ``error`` and ``best_iteration``; ``best_state`` is
+        the state at the latest iteration that beat ``best_so_far`` (else None); ``snapshot`` the
+        state at the end (None on error). A workload that errors is dropped from ``live``: a
+        diverged or broken state is never continued.
+    """
+    rows: list[dict[str, Any]] = []
+    compute_s = 0.0  # s
+    best_state, best_iteration = None, None
+    try:
+        workload = load_trial(live, trial_id, make, config, state, include_rng, rng_from)
+        while workload.iteration < target_iteration:
+            step = run_iteration(workload, metric)
+            compute_s += step.elapsed_s
+            if step.metric_error is None:  # the driver ranks every row it gets by the metric
+                rows.append({**step.row, **extra()})
+            if step.error is not None:  # diverged, or no usable metric
+                live.pop(trial_id, None)
+                return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
+                         "status": "error", "error": step.error}, None, None)
+            if is_better(step.value, best_so_far, mode):
+                best_so_far = step.value
+                best_state, best_iteration = workload.get_state(), workload.iteration
+            if reached(step.value, threshold, mode):
+                break
+            if deadline is not None and time.time() >= deadline:
+                break
+            if stop():
+                break
+        return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
+                 "status": "ok", "error": None, "best_iteration": best_iteration}, best_state,
+                workload.get_state())
+    except Exception as exc:  # user code failed: the trial errors, the run goes on
+        live.pop(trial_id, None)
+        return ({"rows": rows, "compute_s": compute_s, "iteration": None, "status": "error",
+                 "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}, None, None)
