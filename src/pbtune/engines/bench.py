@@ -1,4 +1,4 @@
-"""``pbtune bench``: one workload and budget through native PBT, Ray Tune's PBT and random search.
+"""``pbtune bench``: one workload and budget through native PBT/PB2, Ray Tune's and random search.
 
 Why in the package (not only ``bench/``): "is the native engine worth it on *my* workload?" should
 be one command on the user's own config. Every method runs the same resolved config — the same
@@ -6,14 +6,20 @@ seeded initial population and trial seeds, the same mutations and PBT settings, 
 iterations per trial, the same cluster (a fresh Ray session per run) — and only the engine or
 the search changes:
 
-* ``native-pbt``: ``engine: native`` as configured;
+* ``native-pbt``: ``engine: native`` with ``pbt.policy: pbt``;
+* ``native-pb2``: ``engine: native`` with ``pbt.policy: pb2`` (pbtune's PB2, a GP-bandit explore);
 * ``tune-pbt``: ``engine: tune`` with ``tune.scheduler: pbt`` and Tune's default
   ``synch: false`` (asynchronous PBT, as most Tune users run it): a trial reaching a boundary is
   ranked against whatever the others last reported;
 * ``tune-pbt-synch``: the same with ``synch: true`` (Tune's synchronous PBT): trials are ranked
   at equal progress, as the native engine ranks them — the like-for-like search comparison;
+* ``tune-pb2``: ``engine: tune`` with ``tune.scheduler: pb2`` (Ray Tune's ``PB2``), otherwise as
+  ``tune-pbt`` (asynchronous);
 * ``random``: the native engine with ``pbt.enabled: false`` — the same population trained for the
   same budget without exploit/explore (the ablation PBT must beat).
+
+Without ``methods``, :data:`DEFAULT_METHODS` run (the PBT comparison); the PB2 methods are asked
+for by name.
 
 Timing: each run gets a fresh Ray session, started before its clock starts; ``end_to_end_s`` is
 measured around ``prepare()`` + ``run()`` for every method, so start-up cannot flatter either
@@ -32,8 +38,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-METHODS = ("native-pbt", "tune-pbt", "tune-pbt-synch", "random")
-TUNE_METHODS = ("tune-pbt", "tune-pbt-synch")
+METHODS = ("native-pbt", "native-pb2", "tune-pbt", "tune-pbt-synch", "tune-pb2", "random")
+DEFAULT_METHODS = ("native-pbt", "tune-pbt", "tune-pbt-synch", "random")
+TUNE_METHODS = ("tune-pbt", "tune-pbt-synch", "tune-pb2")
+# native method → the Tune methods it is compared with (time ratios, best-metric gaps)
+_PAIRS = {"native-pbt": ("tune-pbt", "tune-pbt-synch"), "native-pb2": ("tune-pb2",)}
 
 
 def method_config(cfg: Any, method: str, seed: int) -> Any:
@@ -42,11 +51,13 @@ def method_config(cfg: Any, method: str, seed: int) -> Any:
     if method in TUNE_METHODS:
         update["engine"] = "tune"
         update["tune"] = cfg.tune.model_copy(update={
-            "scheduler": "pbt", "search": "random", "policy_file": None,
-            "synch": method == "tune-pbt-synch"})
+            "scheduler": "pb2" if method == "tune-pb2" else "pbt", "search": "random",
+            "policy_file": None, "synch": method == "tune-pbt-synch"})
     elif method == "random":
         update["pbt"] = cfg.pbt.model_copy(update={"enabled": False})
-    elif method != "native-pbt":
+    elif method in ("native-pbt", "native-pb2"):
+        update["pbt"] = cfg.pbt.model_copy(update={"enabled": True, "policy": method[7:]})
+    else:
         raise ValueError(f"unknown method {method!r}; valid: {', '.join(METHODS)}")
     return cfg.model_copy(update=update)
 
@@ -73,7 +84,7 @@ def _median(values: Sequence[float | None]) -> float | None:
     return statistics.median(kept) if kept else None
 
 
-def run_bench(cfg: Any, seeds: int, methods: Sequence[str] = METHODS,
+def run_bench(cfg: Any, seeds: int, methods: Sequence[str] = DEFAULT_METHODS,
               progress: Callable[[str], None] = print) -> dict[str, Any]:
     """Every method × seed; returns per-run rows, per-method medians and the ratios."""
     import ray
@@ -114,10 +125,13 @@ def _div(a: float | None, b: float | None) -> float | None:
 def ratios(medians: dict[str, dict[str, float | None]],
            runs: dict[str, list[dict[str, Any]]] | None = None,
            mode: str = "max") -> dict[str, float | None]:
-    """Native vs each Tune method: time ratios and best-metric gaps; each PBT vs random.
+    """Each native method vs its Tune counterparts: time ratios and best-metric gaps; each
+    method vs random.
 
     Gaps are signed so that positive means "better" in the metric's ``mode``. With ``runs``,
-    ``native_over_<tune>_end_to_end_per_seed`` is the median of the per-seed ratios.
+    ``<native>_over_<tune>_end_to_end_per_seed`` is the median of the per-seed ratios. Native PBT
+    keeps its historical key prefix ``native_`` (``native_over_tune-pbt_wall``); native PB2's is
+    ``native-pb2_``.
     """
     sign = 1.0 if mode == "max" else -1.0
 
@@ -126,23 +140,27 @@ def ratios(medians: dict[str, dict[str, float | None]],
             return None
         return round(sign * (a["best"] - b["best"]), 6)
 
-    native, rand = medians.get("native-pbt", {}), medians.get("random", {})
     out: dict[str, float | None] = {}
-    for tune_method in TUNE_METHODS:
-        tune = medians.get(tune_method)
-        if tune is None or not native:
-            continue
-        out[f"native_over_{tune_method}_end_to_end"] = _div(native.get("end_to_end_s"),
-                                                            tune.get("end_to_end_s"))
-        out[f"native_over_{tune_method}_wall"] = _div(native.get("wall_s"), tune.get("wall_s"))
-        if runs is not None:
-            per_seed = [_div(n["end_to_end_s"], t["end_to_end_s"])
-                        for n, t in zip(runs["native-pbt"], runs[tune_method], strict=True)]
-            out[f"native_over_{tune_method}_end_to_end_per_seed"] = _median(per_seed)
-        out[f"native_best_minus_{tune_method}"] = gap(native, tune)
+    for native_method, tune_methods in _PAIRS.items():
+        native = medians.get(native_method)
+        prefix = "native" if native_method == "native-pbt" else native_method
+        for tune_method in tune_methods:
+            tune = medians.get(tune_method)
+            if tune is None or not native:
+                continue
+            out[f"{prefix}_over_{tune_method}_end_to_end"] = _div(native.get("end_to_end_s"),
+                                                                  tune.get("end_to_end_s"))
+            out[f"{prefix}_over_{tune_method}_wall"] = _div(native.get("wall_s"),
+                                                            tune.get("wall_s"))
+            if runs is not None:
+                per_seed = [_div(n["end_to_end_s"], t["end_to_end_s"])
+                            for n, t in zip(runs[native_method], runs[tune_method], strict=True)]
+                out[f"{prefix}_over_{tune_method}_end_to_end_per_seed"] = _median(per_seed)
+            out[f"{prefix}_best_minus_{tune_method}"] = gap(native, tune)
+    rand = medians.get("random", {})
     if rand:
-        for method in ("native-pbt", *TUNE_METHODS):
-            if method in medians:
+        for method in METHODS:
+            if method != "random" and method in medians:
                 out[f"{method}_best_minus_random"] = gap(medians[method], rand)
     return out
 

@@ -64,20 +64,31 @@ class Driver:
         self.trials = list(trials)
 
     def route(self, commands: list[Any]) -> None:
-        """Each command to whom it is for."""
-        p = self.persistence
+        """Each command to whom it is for; a batch is carried out whole even when Ctrl-C (or a
+        callback raising KeyboardInterrupt) comes in the middle, since the coordinator's state
+        already counts every command in it (the interruption is raised after the batch)."""
+        interrupted: KeyboardInterrupt | None = None
         for c in commands:
-            if isinstance(c, Journal):
-                if p is not None:
-                    p.journal.write(c.record, sync=c.sync)
-            elif isinstance(c, Notify):
-                for cb in self.callbacks:
-                    getattr(cb, c.hook)(*c.args)
-            elif isinstance(c, PERSISTED):
-                if p is not None:
-                    p.submit(c)
-            else:
-                self.executor.execute(c)
+            try:
+                self._one(c)
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        if interrupted is not None:
+            raise interrupted
+
+    def _one(self, c: Any) -> None:
+        p = self.persistence
+        if isinstance(c, Journal):
+            if p is not None:
+                p.journal.write(c.record, sync=c.sync)
+        elif isinstance(c, Notify):
+            for cb in self.callbacks:
+                getattr(cb, c.hook)(*c.args)
+        elif isinstance(c, PERSISTED):
+            if p is not None:
+                p.submit(c)
+        else:
+            self.executor.execute(c)
 
     def run(self, startup_s: float = 0.0) -> dict[str, Any]:
         """The whole run; returns the summary (see :meth:`NativeEngine.run`)."""
@@ -96,6 +107,7 @@ class Driver:
                             self.route(coord.handle(p.written.get(), self.clock() - t0))
                     event = ex.next_event()
                     self.route(coord.handle(event or TimePassed(), self.clock() - t0))
+                    self.route(coord.step(self.clock() - t0))
             except KeyboardInterrupt:
                 self._interrupt(t0)
             wall_s = self.clock() - t0
@@ -124,8 +136,10 @@ class Driver:
         """Ctrl-C: let running segments end after their current iteration, then stop."""
         coord = self.coordinator
         self.route(coord.handle(StopRequested("interrupted"), self.clock() - t0))
+        self.route(coord.step(self.clock() - t0))
         while self.executor.inflight:  # a second Ctrl-C ends this wait (the last cut stays)
             event = self.executor.next_result(60)
             if event is None:
                 break
             self.route(coord.handle(event, self.clock() - t0))
+            self.route(coord.step(self.clock() - t0))

@@ -103,7 +103,12 @@ class PopulationCoordinator:
         return out + self.step(now_s)
 
     def handle(self, event: Event, now_s: float) -> list[Command]:
-        """Take one event at ``now_s`` (seconds since the run started); the commands it causes."""
+        """Take one event at ``now_s`` (seconds since the run started): what it records.
+
+        Decisions that follow from it come from :meth:`step`, called next: a driver that is
+        interrupted while it carries out this batch (Ctrl-C in a callback) finishes the batch
+        and never calls :meth:`step`, so no decision is made past the interruption.
+        """
         out: list[Command] = []
         if isinstance(event, SegmentFinished):
             out += self._finished(event, now_s)
@@ -121,7 +126,7 @@ class PopulationCoordinator:
             self.interrupted = self.interrupted or event.reason == "interrupted"
         elif isinstance(event, CheckpointWritten):
             self.latest[event.trial_id] = event
-        return out + self.step(now_s)
+        return out
 
     def step(self, now_s: float) -> list[Command]:
         """Pass barriers, release, dispatch idle workers; sets :attr:`finished` when done."""
