@@ -6,7 +6,7 @@ executor, the run directory's writer, the journal and the callbacks — drives b
 run on the simulated executor therefore exercises exactly the code a Ray run does, except the
 executor itself.
 
-An executor provides: ``workers()`` (a ``WorkersChanged`` of the pool), ``execute(command)``,
+An executor provides: ``worker_event()`` (a ``WorkersChanged`` of the pool), ``execute(command)``,
 ``next_event()`` (an event, or None when only time passed), ``next_result(timeout_s)`` (after
 Ctrl-C: finished segments only), ``inflight`` (segments running), ``fetch(handle)`` and
 ``pool.describe()`` / ``pool.size``.
@@ -99,7 +99,7 @@ class Driver:
                                               "trials": self.trials,
                                               "slots": ex.pool.size, "start_time": t0},))])
             try:
-                self.route(coord.start(ex.workers(), 0.0))
+                self.route(coord.start(ex.worker_event(), 0.0))
                 while not coord.finished:
                     if p is not None:
                         p.check()

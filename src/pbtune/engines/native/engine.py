@@ -1,4 +1,4 @@
-"""The native PBT engine: the driver loop between the coordinator and the Ray executor.
+"""The native PBT engine: the coordinator and an executor (Ray by default), wired together.
 
 Why: keeping trials as data on long-lived workers means no actor restarts and no checkpoint round
 trips between segments, so nearly all slot time is training (Ray Tune's PBT spends most of it on
@@ -37,13 +37,15 @@ class NativeEngine:
     Args:
         cfg: a resolved :class:`pbtune.config.ExperimentConfig`.
         callbacks: observers (results writer, status table, tensorboard).
+        executor: runs the segments; default the Ray executor. A
+            :class:`~pbtune.engines.simulated.SimulatedExecutor` runs the same engine in-process.
     """
 
-    def __init__(self, cfg: Any, callbacks: Sequence[Callback] = ()) -> None:
+    def __init__(self, cfg: Any, callbacks: Sequence[Callback] = (), executor: Any = None) -> None:
         self.cfg = cfg
         self.callbacks = list(callbacks)
         self.trials = {t.trial_id: t for t in initial_trials(cfg)}  # public records
-        self.executor: Any = None
+        self.executor: Any = executor  # None: a RayExecutor, started by prepare()
         self.persistence: Persistence | None = None
         self.coordinator: Any = None
         self._resume: ResumePoint | None = None
@@ -70,11 +72,9 @@ class NativeEngine:
 
     def enable_recovery(self, run_dir: Path, header: dict[str, Any] | None = None) -> None:
         """Checkpoint into and journal to ``run_dir`` (``pbtune run`` and ``resume`` do this)."""
-        from pbtune.engines.native.executor import LOST
-
         self.prepare()
         self.persistence = Persistence(Path(run_dir), JournalFile(Path(run_dir), header),
-                                       self.executor.fetch, LOST,
+                                       self.executor.fetch, self.executor.lost,
                                        self.cfg.fault_tolerance.keep_checkpoints)
         self.executor.load = self.persistence.store.load
 
@@ -105,7 +105,7 @@ class NativeEngine:
         budget = self.cfg.stop.time_budget_s
         ex.deadline = time.time() + budget if budget else None
         driver = Driver(self.cfg, ex, self.callbacks, list(self.trials.values()),
-                        self.persistence, self._resume, clock=time.time)
+                        self.persistence, self._resume, clock=getattr(ex, "clock", time.time))
         self.coordinator = driver.coordinator
         try:
             return driver.run(self.startup_s)

@@ -35,8 +35,11 @@ class RayExecutor:
 
     Args:
         cfg: a resolved experiment config (pool, metric, threshold).
-        deadline: epoch seconds at which running segments stop (``stop.time_budget_s``), or None.
-        load: checkpoint record → state (reads :class:`OnDisk` handles; set with a run dir).
+        pool: an already started pool (default: one planned from ``cfg``).
+
+    Attributes set by the engine: ``deadline`` (epoch s at which running segments stop, from
+    ``stop.time_budget_s``), ``load`` (checkpoint record → state, for :class:`OnDisk` handles)
+    and ``watch_interval_s`` (s between membership polls).
     """
 
     def __init__(self, cfg: Any, pool: WorkerPool | None = None) -> None:
@@ -44,13 +47,14 @@ class RayExecutor:
         self.pool = pool if pool is not None else WorkerPool(cfg)
         self.deadline: float | None = None
         self.load: Any = None
+        self.lost = LOST
         self.watch_interval_s = WATCH_INTERVAL_S
         self.inflight: dict[Any, tuple[int, str, Any, Any]] = {}  # ref → worker, trial, best, snap
         self._disk: dict[OnDisk, Any] = {}  # checkpoint files already in the object store
         self._watcher: NodeWatcher | None = None
         self._membership = self.pool.membership()
 
-    def workers(self, journal: dict[str, Any] | None = None) -> WorkersChanged:
+    def worker_event(self, journal: dict[str, Any] | None = None) -> WorkersChanged:
         """The pool as the coordinator sees it."""
         pool = self.pool
         return WorkersChanged(tuple(
@@ -105,7 +109,7 @@ class RayExecutor:
         current = self.pool.membership()  # grown, started, retired, lost
         if changed or current != self._membership:
             self._membership = current
-            return self.workers(self._watcher.events[-1] if changed else None)
+            return self.worker_event(self._watcher.events[-1] if changed else None)
         wait = self._watcher.interval_s if timeout_s is None else timeout_s
         # A worker that finishes starting wakes the wait too (adopted on the next call).
         done, _ = ray.wait([*self.inflight, *self.pool.starting_refs()], num_returns=1,
