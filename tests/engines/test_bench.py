@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from pbtune.config import load_config
-from pbtune.engines.bench import METHODS, format_table, method_config, ratios
+from pbtune.engines.bench import (
+    DEFAULT_METHODS,
+    METHODS,
+    TUNE_METHODS,
+    format_table,
+    method_config,
+    ratios,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,17 +31,56 @@ def cfg(tmp_path: Path):
 
 
 def test_method_configs_differ_only_where_they_should(cfg) -> None:
-    native, tune, synch, rand = (method_config(cfg, m, seed=3) for m in METHODS)
+    native, tune, synch, rand = (method_config(cfg, m, seed=3) for m in DEFAULT_METHODS)
     assert [c.seed for c in (native, tune, synch, rand)] == [3, 3, 3, 3]
     assert (native.engine, tune.engine, synch.engine, rand.engine) == (
         "native", "tune", "tune", "native")
     assert tune.tune.scheduler == synch.tune.scheduler == "pbt"
     assert tune.tune.synch is False and synch.tune.synch is True  # not the config's value
-    assert native.pbt.enabled and not rand.pbt.enabled
+    assert native.pbt.enabled and not rand.pbt.enabled and native.pbt.policy == "pbt"
     assert native.pbt == tune.pbt == synch.pbt and native.population == rand.population == 4
     assert cfg.seed == 9 and cfg.engine == "native"  # the input is not mutated
-    with pytest.raises(ValueError, match="valid: native-pbt"):
+    with pytest.raises(ValueError, match="valid: native-pbt, native-pb2"):
         method_config(cfg, "grid", 0)
+
+
+def test_pb2_methods_change_only_the_policy_or_the_scheduler(cfg) -> None:
+    native_pbt, tune_pbt = method_config(cfg, "native-pbt", 4), method_config(cfg, "tune-pbt", 4)
+    native, tune = method_config(cfg, "native-pb2", 4), method_config(cfg, "tune-pb2", 4)
+    assert (native.engine, native.seed, native.pbt.policy, native.pbt.enabled) == (
+        "native", 4, "pb2", True)
+    assert native.pbt.model_copy(update={"policy": "pbt"}) == native_pbt.pbt
+    assert native.tune == cfg.tune  # the Tune settings are not the native engine's business
+    assert (tune.engine, tune.seed, tune.tune.scheduler, tune.tune.search) == (
+        "tune", 4, "pb2", "random")
+    assert tune.tune.synch is False and tune.tune.policy_file is None  # as tune-pbt, not cfg
+    assert tune.tune.model_copy(update={"scheduler": "pbt"}) == tune_pbt.tune
+    assert tune.pbt == tune_pbt.pbt == cfg.pbt and cfg.pbt.policy == "pbt"  # input untouched
+    # pbt.policy in the config does not leak into native-pbt, nor pbt.enabled: false
+    odd = cfg.model_copy(update={"pbt": cfg.pbt.model_copy(update={"policy": "pb2",
+                                                                   "enabled": False})})
+    assert method_config(odd, "native-pbt", 0).pbt.policy == "pbt"
+    assert method_config(odd, "native-pb2", 0).pbt.enabled
+
+
+def test_method_lists() -> None:
+    assert set(DEFAULT_METHODS) < set(METHODS) and set(TUNE_METHODS) < set(METHODS)
+    assert {"native-pb2", "tune-pb2"} == set(METHODS) - set(DEFAULT_METHODS)
+    assert "tune-pb2" in TUNE_METHODS and "native-pb2" not in TUNE_METHODS
+
+
+def test_pb2_ratios_pair_native_pb2_with_tune_pb2() -> None:
+    medians = {"native-pbt": {"best": 1.0, "end_to_end_s": 1.0, "wall_s": 1.0},
+               "native-pb2": {"best": 1.1, "end_to_end_s": 2.0, "wall_s": 1.0},
+               "tune-pb2": {"best": 1.05, "end_to_end_s": 8.0, "wall_s": 4.0},
+               "random": {"best": 0.9, "end_to_end_s": 1.0, "wall_s": 1.0}}
+    out = ratios(medians, None, "max")
+    assert out["native-pb2_over_tune-pb2_end_to_end"] == 0.25
+    assert out["native-pb2_over_tune-pb2_wall"] == 0.25
+    assert out["native-pb2_best_minus_tune-pb2"] == pytest.approx(0.05)
+    assert out["native-pb2_best_minus_random"] == pytest.approx(0.2)
+    assert out["tune-pb2_best_minus_random"] == pytest.approx(0.15)
+    assert "native_over_tune-pb2_wall" not in out  # native PBT is not paired with Tune's PB2
 
 
 def _row(best: float, e2e: float, wall: float) -> dict:
@@ -84,7 +130,7 @@ def test_bench_runs_every_method_on_pbt_toy(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(tmp_path.iterdir()) == [out]  # no result directories
     result = json.loads(out.read_text())
-    assert set(result["runs"]) == set(METHODS) and result["seeds"] == 2
+    assert set(result["runs"]) == set(DEFAULT_METHODS) and result["seeds"] == 2
     for method, rows in result["runs"].items():
         assert [r["seed"] for r in rows] == [0, 1], method
         for row in rows:

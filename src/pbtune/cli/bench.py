@@ -1,4 +1,4 @@
-"""``pbtune bench``: native PBT vs Ray Tune's PBT vs random search on one config."""
+"""``pbtune bench``: native PBT/PB2 vs Ray Tune's PBT/PB2 vs random search on one config."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     Every method trains the same seeded population for the same iterations, each run in a fresh
     Ray session; only the engine (native, tune with Tune's asynchronous or synchronous PBT) or the
-    search (random = native with pbt.enabled false) differs. Prints each method's median best
-    metric, end-to-end and engine wall time, efficiency and exploits over --seeds N (seeds
-    0..N-1), then the ratios. No result directories are written; --out FILE.json keeps every
-    run's numbers.
+    search (random = native with pbt.enabled false) differs. --methods also offers native-pb2
+    (pbt.policy pb2) and tune-pb2 (Tune's PB2). Prints each method's median best metric,
+    end-to-end and engine wall time, efficiency and exploits over --seeds N (seeds 0..N-1), then
+    the ratios. No result directories are written; --out FILE.json keeps every run's numbers.
     """
     from pbtune.engines.bench import METHODS, format_table, run_bench, write_json
 
@@ -44,8 +44,9 @@ def register(sub: Any) -> None:
     add_config_args(parser)
     parser.add_argument("--seeds", type=int, default=1, metavar="N",
                         help="repeat with seeds 0..N-1; the table shows medians (default 1)")
-    from pbtune.engines.bench import METHODS  # no Ray import: bench.py imports it lazily
+    from pbtune.engines.bench import DEFAULT_METHODS, METHODS  # no Ray: imported lazily there
 
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"comma-separated subset of {','.join(METHODS)} (default: all)")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                        help=f"comma-separated subset of {','.join(METHODS)} (default: "
+                        f"{','.join(DEFAULT_METHODS)})")
     parser.add_argument("--out", type=Path, metavar="FILE.json", help="also write JSON here")

@@ -76,9 +76,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from pbtune.engines import create_engine
     from pbtune.reporting.progress import ProgressPrinter
     from pbtune.results import ResultsWriter
-    from pbtune.results.rollback import rollback_pbt_logs, rollback_trials_csv
-    from pbtune.store.checkpoints import CheckpointStore
-    from pbtune.store.journal import find_resume_point
 
     run_dir = Path(args.run_dir).expanduser()
     overrides = list(args.set or [])
@@ -89,18 +86,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if any(e.get("event") == "end" for e in events):
         print(f"run {run_dir} already finished; nothing to resume (see summary.json)")
         return 0
-    store = CheckpointStore(run_dir)
-    cut, messages = find_resume_point(run_dir, events, store.verify)
-    for message in messages:
-        print(f"warning: {message}", file=sys.stderr)
     engine = create_engine(cfg, [])
-    engine.prepare()  # connect and start workers before any result file is rewritten
-    keep = {tid: rec["iteration"] if rec["status"] not in ("TERMINATED", "ERROR")
-            else rec.get("recorded", rec["iteration"]) for tid, rec in cut["trials"].items()}
-    counts, best = rollback_trials_csv(run_dir, keep, cfg.metric, cfg.mode)
-    exploits = rollback_pbt_logs(run_dir, int(cut.get("last_barrier", 0)))
-    engine.enable_recovery(run_dir)
-    engine.restore(cut, counts, best, exploits)
+    cut, counts = restore_run(engine, run_dir, cfg, events)
     print(f"resuming {run_dir} from iteration {cut['iteration']} "
           f"({sum(counts.values())} results kept)")
     engine.callbacks.append(ResultsWriter(run_dir, append=True))
@@ -111,6 +98,32 @@ def cmd_resume(args: argparse.Namespace) -> int:
     summary = engine.run()
     print_summary(cfg, summary, run_dir)
     return interrupted_exit(summary, run_dir)
+
+
+def restore_run(engine: Any, run_dir: Path, cfg: Any,
+                events: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, int]]:
+    """Put ``engine`` at the run's newest verifiable cut; returns ``(cut, rows kept per trial)``.
+
+    The engine is prepared (workers started) before any result file is rewritten; then
+    ``trials.csv`` and the PBT logs are rolled back to the cut, and the engine continues from it
+    in the same directory.
+    """
+    from pbtune.results.rollback import rollback_pbt_logs, rollback_trials_csv
+    from pbtune.store.checkpoints import CheckpointStore
+    from pbtune.store.journal import find_resume_point
+
+    store = CheckpointStore(run_dir)
+    cut, messages = find_resume_point(run_dir, events, store.verify)
+    for message in messages:
+        print(f"warning: {message}", file=sys.stderr)
+    engine.prepare()  # connect and start workers before any result file is rewritten
+    keep = {tid: rec["iteration"] if rec["status"] not in ("TERMINATED", "ERROR")
+            else rec.get("recorded", rec["iteration"]) for tid, rec in cut["trials"].items()}
+    counts, best = rollback_trials_csv(run_dir, keep, cfg.metric, cfg.mode)
+    exploits = rollback_pbt_logs(run_dir, int(cut.get("last_barrier", 0)))
+    engine.enable_recovery(run_dir)
+    engine.restore(cut, counts, best, exploits)
+    return cut, counts
 
 
 def register(sub: Any) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from pbtune.engines.base import TERMINATED, Trial
 from pbtune.errors import UserError
+from pbtune.workloads.iteration import run_iteration
 
 
 @dataclass
@@ -156,19 +157,17 @@ def replay(cfg: Any, schedule: Schedule, iterations: int, out_dir: Path, *, tria
             switches.append({"after_iteration": after, "config": usable(new)})
             if log:
                 log(f"iteration {iteration}: config {json.dumps(usable(new))}")
-        started = time.perf_counter()
-        train_metrics = workload.train(1)
-        eval_metrics = workload.evaluate()
-        elapsed = time.perf_counter() - started
-        compute_s += elapsed
-        row = {f"train_{k}" if not k.startswith("train_") else k: v
-               for k, v in train_metrics.items()}
-        row.update(eval_metrics)
-        row.update(trial_id=trial_id, iteration=iteration, config=dict(trial.config),
-                   time_this_iter_s=elapsed, worker=0, node="local", timestamp=time.time())
+        step = run_iteration(workload, metric)
+        compute_s += step.elapsed_s
+        # ``iteration`` is replay's own count (the schedule is indexed by it); a non-finite
+        # metric is recorded and the replay goes on, as the schedule it follows did.
+        row = {**step.row, "trial_id": trial_id, "iteration": iteration,
+               "config": dict(trial.config), "worker": 0, "node": "local"}
         writer.on_result(trial, row)
         trial.iteration = iteration
-        value = float(eval_metrics[metric])
+        if step.metric_error is not None:
+            raise UserError(f"replay of {trial_id}: {step.metric_error}")
+        value = step.value
         if best is None or (value > best["metric"] if mode == "max" else value < best["metric"]):
             best = {"trial_id": trial_id, "metric": value, "config": dict(trial.config),
                     "iteration": iteration}

@@ -18,7 +18,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pbtune.engines.base import ERROR, LIVE, PAUSED
+from pbtune.engines.base import ERROR, LIVE, PAUSED, TERMINATED
 from pbtune.engines.core.events import Restore
 from pbtune.engines.core.state import Kept, TrialState
 from pbtune.pbt.policy import safe_from_exploit
@@ -119,3 +119,5 @@ class Barriers:
             t.kept = None
             if t.status == ERROR:  # the error came after the boundary: it happens again
                 t.status, t.record.error, t.recoverable = PAUSED, None, False
+            elif t.status == TERMINATED:  # it finished past the boundary: it finishes again
+                t.status = PAUSED
