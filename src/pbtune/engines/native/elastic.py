@@ -10,7 +10,7 @@ per turn; at most every ``interval_s`` it asks the GCS which nodes joined or lef
   (:meth:`WorkerPool.grow`); they are idle, so the next dispatch gives them trials;
 * left: its workers are marked dead (:meth:`WorkerPool.retire`) so nothing new is sent there.
   Segments that were running there fail with a Ray error and go through the engine's worker-loss
-  recovery (:mod:`~pbtune.engines.native.failures`): the trial continues on another worker from its
+  recovery (:mod:`~pbtune.engines.core.failures`): the trial continues on another worker from its
   latest snapshot, or from its latest checkpoint when the snapshot was stored on the lost node.
   Trials merely *held* there move on from their snapshot the next time they are dispatched.
 """

@@ -7,9 +7,9 @@ ran last, so continuing a trial costs nothing, and a trial that moves (work stea
 as a state dict through Ray's object store, never through a file on disk.
 
 A worker runs its training methods on one thread, so tasks one caller submits run in submission
-order: the driver relies on that when it asks for a donor's state and then submits the donor's
-next segment. Only :meth:`Worker.request_stop` runs on a second thread (Ray concurrency group
-``control``), so it can reach a segment that is running.
+order. Only :meth:`Worker.request_stop` runs on a second thread (Ray concurrency group
+``control``), so it can reach a segment that is running. The segment itself is
+:func:`pbtune.engines.segment.run_segment`, which the simulated executor runs too.
 """
 
 from __future__ import annotations
