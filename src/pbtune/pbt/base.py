@@ -91,7 +91,8 @@ class Policy(ABC):
             self.rng.setstate((version, tuple(internal), gauss_next))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(
-                f"{(self.name or 'pbt').upper()} policy state is malformed ({exc}); was it saved by pbtune?"
+                f"{(self.name or 'pbt').upper()} policy state is malformed ({exc}); "
+                "was it saved by pbtune?"
             ) from exc
 
 

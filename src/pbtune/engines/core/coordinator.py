@@ -9,10 +9,9 @@ so given the seed and the event sequence it is deterministic, and whole runs —
 speeds, early release, worker loss, resume cuts — run against the simulated executor in
 milliseconds (:mod:`pbtune.engines.simulated`).
 
-Flow: trials run in segments up to the next barrier; an idle worker takes a runnable trial (the
-dispatcher chooses which). When every live trial has reached the barrier, the policy ranks them by
-their score *at that iteration* and its decisions become :class:`Restore` values: the target
-loads the donor's state there, keeps its own data order, and runs the explored config.
+Flow: trials run in segments up to the next barrier (an idle worker takes the runnable trial the
+dispatcher chooses); once every live trial has reached it, the policy ranks them by their score
+*at that iteration* and its decisions become :class:`Restore` values (see ``exploit.py``).
 """
 
 from __future__ import annotations
@@ -68,17 +67,14 @@ class PopulationCoordinator:
 
     def __init__(self, settings: RunSettings, trials: Sequence[Trial], policy: Any,
                  dispatcher: Any, resume: ResumePoint | None = None) -> None:
-        self.s = settings
-        self.policy = policy
-        self.dispatcher = dispatcher
+        self.s, self.policy, self.dispatcher = settings, policy, dispatcher
         self.bar = Barriers(settings.interval, settings.max_iter, settings.ckpt_interval,
                             policy.perturbs)
         self.cuts = CutTracker(settings.ckpt_interval) if settings.recovery else None
         self.trials = {t.trial_id: TrialState(t) for t in trials}
         self.best: dict[str, Any] | None = None  # trial_id, metric, config, iteration
         self.best_state: Any = None  # handle of the best result's state
-        self.exploits = 0
-        self.stop_reason = "max_iterations"
+        self.exploits, self.stop_reason = 0, "max_iterations"
         self.stopping = self.interrupted = self.finished = False
         self._stop_sent = False
         self.last_barrier = 0  # the last barrier whose decisions were made
