@@ -152,15 +152,33 @@ def test_worker_loss_costs_no_row_and_no_decision(tmp_path, replace):
 
 
 class InterruptAfter(Callback):
-    """Ctrl-C after the ``n``-th reported row."""
+    """Ctrl-C after the ``n``-th event the run reports: a row, an exploit, a segment's end or a
+    trial's end (every point at which the coordinator's state changes)."""
 
     def __init__(self, n: int) -> None:
         self.n, self.seen = n, 0
 
-    def on_result(self, trial, row):
+    def _tick(self) -> None:
         self.seen += 1
         if self.seen == self.n:
             raise KeyboardInterrupt
+
+    def on_result(self, trial, row):
+        self._tick()
+
+    def on_exploit(self, decision):
+        self._tick()
+
+    def on_segment(self, trial, worker, start_s, end_s):
+        self._tick()
+
+    def on_trial_end(self, trial):
+        self._tick()
+
+
+class Count(InterruptAfter):
+    def __init__(self) -> None:
+        super().__init__(0)
 
 
 def resume_simulated(run_dir: Path, speeds) -> dict:
@@ -171,37 +189,24 @@ def resume_simulated(run_dir: Path, speeds) -> dict:
     return engine.run()
 
 
-def exploit_pending(engine: NativeEngine) -> bool:
-    """Whether the interrupted run stopped between an exploit and its target's next segment."""
-    return any(t.pending is not None and not t.pending.include_rng
-               for t in engine.coordinator.trials.values())
-
-
 @pytest.mark.parametrize("speeds", [(1.0, 1.0), (1.0, 2.5)])
 def test_interrupt_after_any_result_then_resume_equals_the_uninterrupted_run(tmp_path, speeds):
-    """Every interruption point, resumed, gives the uninterrupted run's decisions and rows.
-
-    Known exception, issue 14 item 1: Ctrl-C between an exploit and its target's next segment
-    checkpoints the target's own state, not the donor's, so such points are excluded here (and
-    counted, so the test notices when they are fixed or when they are all there is).
-    """
+    """Every interruption point, resumed, gives the uninterrupted run's decisions and rows —
+    also between an exploit and its target's next segment (issue 14 item 1), with noise on, so
+    the target's own data-order RNG must survive too."""
     cfg = toy_config(**SETS)
-    reference, ref_dir, _ex = simulate(cfg, tmp_path / "ref", speeds)
-    checked, known = [], []
-    for n in range(1, reference["iterations"]):
+    counter = Count()
+    reference, ref_dir, _ex = simulate(cfg, tmp_path / "ref", speeds, [counter])
+    assert reference["exploits"] > 0
+    for n in range(1, counter.seen):
         run_dir = create_run_dir(tmp_path / f"n{n}", cfg.name)
         write_metadata(run_dir, dump_yaml(cfg))
         engine = NativeEngine(cfg, [ResultsWriter(run_dir), InterruptAfter(n)],
                               executor=SimulatedExecutor(cfg, speeds))
         engine.enable_recovery(run_dir, {"config_sha256": None})
         assert engine.run()["stop_reason"] == "interrupted", n
-        if exploit_pending(engine):
-            known.append(n)
-            continue
         summary = resume_simulated(run_dir, speeds)
         assert summary["stop_reason"] == "max_iterations", n
         assert decisions(run_dir) == decisions(ref_dir), n
         assert scores(run_dir) == scores(ref_dir), n
         assert summary["best"] == reference["best"], n
-        checked.append(n)
-    assert known and len(checked) >= len(known) - 2  # both kinds occur; issue 14 fixes the rest

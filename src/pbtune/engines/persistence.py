@@ -32,6 +32,7 @@ from pbtune.store.checkpoints import DISK_ERRNOS, CheckpointStore, disk_error
 from pbtune.store.journal import Journal
 
 BEST_NAME = "best.pt"
+FIELDS = ("path", "sha256", "bytes", "iteration")  # a checkpoint's reference in a cut
 
 
 class Persistence:
@@ -123,6 +124,15 @@ class Persistence:
             self.journal.write({"event": "checkpoint_failed", "trial": c.trial_id,
                                 "iteration": c.iteration, "reason": type(exc).__name__})
             return
+        if c.role == "exploit":  # kept apart from the trial's own state at that iteration
+            name = f"{c.trial_id}/iter_{c.iteration:06d}_exploit.pt"
+            rec = {**self.store.save(c.trial_id, c.iteration, state, name=name),
+                   "include_rng": False, "config": c.config}
+            self._by_iter[(c.trial_id, c.iteration, "exploit")] = rec
+            self._files.append(rec["path"])
+            self.journal.write({"event": "checkpoint", "trial": c.trial_id, "role": "exploit",
+                                **rec})
+            return
         rec = {**self.store.save(c.trial_id, c.iteration, state), "include_rng": c.include_rng,
                "config": c.config}
         self._by_iter[(c.trial_id, c.iteration)] = self._latest[c.trial_id] = rec
@@ -143,15 +153,20 @@ class Persistence:
             if ckpt is None and latest is not None and (
                     latest["iteration"] == rec["iteration"] or ended):
                 ckpt = latest
+            exploit = self._by_iter.pop((tid, rec["iteration"], "exploit"), None)
+            if exploit is not None and rec.get("include_rng") is False:
+                if ckpt is not None:  # the trial's own state there: its RNG
+                    rec["rng_checkpoint"] = {k: ckpt[k] for k in FIELDS}
+                ckpt = exploit
             if ckpt is None:  # its state was lost before it reached the disk: no cut here
                 self.journal.write({"event": "cut_skipped", "iteration": cut["iteration"],
                                     "trial": tid})
                 return
-            rec["checkpoint"] = {k: ckpt[k] for k in ("path", "sha256", "bytes", "iteration")}
+            rec["checkpoint"] = {k: ckpt[k] for k in FIELDS}
             rec.setdefault("include_rng", ckpt["include_rng"])
         self.journal.write(cut, sync=True)
-        self._cut_paths.append({r["checkpoint"]["path"] for r in cut["trials"].values()
-                                if r.get("checkpoint")})
+        self._cut_paths.append({r[key]["path"] for r in cut["trials"].values()
+                                for key in ("checkpoint", "rng_checkpoint") if r.get(key)})
         keep = set().union(*self._cut_paths) | {r["path"] for r in self._latest.values()}
         self._files = self.store.prune(keep, self._files)
 

@@ -132,7 +132,8 @@ def propose(model: GaussianProcessRegressor, fixed: np.ndarray, pending: np.ndar
         pending: shape (m, d): hyperparameters proposed earlier at this boundary.
         seed: seeds the random candidates.
     """
-    with threadpool_limits(1):
+    with threadpool_limits(1), warnings.catch_warnings():  # rounding: variance 0 is right
+        warnings.filterwarnings("ignore", "Predicted variances smaller than 0")
         return _maximise_ucb(model, fixed, pending, seed)
 
 

@@ -119,6 +119,8 @@ def find_resume_point(run_dir: Path, events: list[dict[str, Any]],
             if rec.get("checkpoint") and rec["status"] not in ("TERMINATED", "ERROR"):
                 try:
                     verify(rec["checkpoint"])
+                    if rec.get("rng_checkpoint"):  # an exploit's target: its own state too
+                        verify(rec["rng_checkpoint"])
                 except ValueError as exc:
                     problem = str(exc)
                     break

@@ -69,7 +69,14 @@ class CutTracker:
         for tid, t in trials.items():
             point = t.resume_point()
             rng = point.include_rng if point is not None else True
-            if t.status != ERROR and point is not None and t.ckpt_iter != t.iteration:
+            if t.status != ERROR and point is not None and not rng:
+                # An exploit its target has not run yet: the donor's state, and the target's
+                # own state there for its RNG (both named by the cut, issue 14 item 1).
+                if point.rng_from is not None and t.ckpt_iter != t.iteration:
+                    out.append(self._checkpoint(t, point.rng_from, True))
+                out.append(Checkpoint(t.trial_id, t.iteration, point.state, False,
+                                      dict(t.config), role="exploit"))
+            elif t.status != ERROR and point is not None and t.ckpt_iter != t.iteration:
                 out.append(self._checkpoint(t, point.state, rng))
             records[tid] = {**trial_record(t), "include_rng": rng}
         out.append(WriteCut({"event": "cut", "iteration": max(

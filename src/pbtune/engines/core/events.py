@@ -123,6 +123,7 @@ class CheckpointWritten:
     file: OnDisk
     include_rng: bool
     config: dict[str, Any]
+    rng_file: OnDisk | None = None  # with include_rng False: the trial's own state (its RNG)
 
 
 @dataclass(frozen=True)
@@ -151,13 +152,19 @@ class RunSegment:
 
 @dataclass(frozen=True)
 class Checkpoint:
-    """Write ``state`` as the trial's checkpoint at ``iteration``."""
+    """Write ``state`` as the trial's checkpoint at ``iteration``.
+
+    ``role`` is ``"state"`` (the trial's own state: roll-back point, resume point) or
+    ``"exploit"`` (the donor state an exploited trial has not started from yet; a cut then also
+    names the trial's own checkpoint at that iteration, whose RNG it keeps).
+    """
 
     trial_id: str
     iteration: int
     state: Handle
     include_rng: bool
     config: dict[str, Any]
+    role: str = "state"
 
 
 @dataclass(frozen=True)

@@ -83,5 +83,5 @@ def from_disk(t: TrialState, latest: CheckpointWritten | None) -> Restore | None
         t.iteration, t.snapshot = 0, None
         return None
     t.iteration, t.config = latest.iteration, dict(latest.config)
-    t.snapshot = latest.file
-    return Restore(latest.file, latest.include_rng)
+    t.snapshot = latest.rng_file or latest.file
+    return Restore(latest.file, latest.include_rng, latest.rng_file)

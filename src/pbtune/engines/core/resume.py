@@ -57,14 +57,16 @@ def from_cut(cut: dict[str, Any], counts: dict[str, int], best: dict[str, Any] |
             rec.get("recorded", t.iteration))
         if rec.get("score") is not None:
             t.scores[t.iteration] = float(rec["score"])
-        ckpt = rec.get("checkpoint")
+        ckpt, own = rec.get("checkpoint"), rec.get("rng_checkpoint")
+        rng_file = OnDisk.of(own) if own else None
         if ckpt:
             latest[tid] = CheckpointWritten(tid, int(ckpt["iteration"]), OnDisk.of(ckpt),
                                             bool(rec.get("include_rng", True)),
-                                            dict(rec["config"]))
+                                            dict(rec["config"]), rng_file)
         if status == PAUSED and ckpt:
-            t.snapshot = OnDisk.of(ckpt)
-            t.pending = Restore(t.snapshot, bool(rec.get("include_rng", True)))
+            # An exploit not run yet: the donor's state, the trial's own RNG (its own file).
+            t.snapshot = rng_file or OnDisk.of(ckpt)
+            t.pending = Restore(OnDisk.of(ckpt), bool(rec.get("include_rng", True)), rng_file)
             t.ckpt_iter = t.iteration
         trials.append(t)
     return ResumePoint(trials=trials, cut_iteration=int(cut["iteration"]),
