@@ -44,6 +44,8 @@ class Journal:
     def __init__(self, run_dir: Path, header: dict[str, Any] | None = None) -> None:
         self.path = Path(run_dir) / JOURNAL_NAME
         new = not self.path.exists() or self.path.stat().st_size == 0
+        if not new:
+            cut_torn_tail(self.path)
         self._lock = threading.Lock()
         self._file = self.path.open("a", encoding="utf-8")
         if new:
@@ -65,6 +67,34 @@ class Journal:
                 self._file.flush()
                 os.fsync(self._file.fileno())
                 self._file.close()
+
+
+def cut_torn_tail(path: Path) -> bool:
+    """Cut a torn last line (the driver was killed while appending it) off ``path``.
+
+    Why before appending: the next event would otherwise be glued onto the torn line, making a
+    *complete* line that is not valid JSON in the middle of the journal, and the run could never
+    be resumed again. Returns whether anything was cut.
+    """
+    with path.open("rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return False
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return False
+        keep = 0
+        for block_end in range(size, 0, -65536):  # find the last newline from the end
+            start = max(0, block_end - 65536)
+            f.seek(start)
+            at = f.read(block_end - start).rfind(b"\n")
+            if at >= 0:
+                keep = start + at + 1
+                break
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    return True
 
 
 def read_journal(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
