@@ -210,3 +210,27 @@ def test_interrupt_after_any_result_then_resume_equals_the_uninterrupted_run(tmp
         assert decisions(run_dir) == decisions(ref_dir), n
         assert scores(run_dir) == scores(ref_dir), n
         assert summary["best"] == reference["best"], n
+
+
+def test_resume_of_a_run_directory_in_use_is_refused_and_changes_nothing(tmp_path, capsys):
+    from pbtune.cli import main
+    from tests.store.test_lock import holder
+
+    cfg = toy_config(**SETS)
+    run_dir = create_run_dir(tmp_path, cfg.name)
+    write_metadata(run_dir, dump_yaml(cfg))
+    engine = NativeEngine(cfg, [ResultsWriter(run_dir), InterruptAfter(20)],
+                          executor=SimulatedExecutor(cfg, (1.0, 1.0)))
+    engine.enable_recovery(run_dir, {"config_sha256": None})
+    assert engine.run()["stop_reason"] == "interrupted"
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    proc = holder(run_dir)  # a resume (or the run itself) still going on
+    try:
+        assert main(["resume", str(run_dir), "--quiet"]) == 2
+    finally:
+        proc.kill()
+        proc.wait()
+    assert "is in use by pbtune pid" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    assert {k: v for k, v in after.items() if k != ".lock"} == \
+        {k: v for k, v in before.items() if k != ".lock"}

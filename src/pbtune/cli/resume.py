@@ -76,26 +76,33 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from pbtune.engines import create_engine
     from pbtune.reporting.progress import ProgressPrinter
     from pbtune.results import ResultsWriter
+    from pbtune.store.journal import read_journal
+    from pbtune.store.lock import lock_run
 
     run_dir = Path(args.run_dir).expanduser()
     overrides = list(args.set or [])
     if args.seed is not None:
         overrides.append(f"seed={args.seed}")
     address = args.address or os.environ.get("RAY_ADDRESS")
-    cfg, _header, events = load_run(run_dir, overrides, address)
-    if any(e.get("event") == "end" for e in events):
-        print(f"run {run_dir} already finished; nothing to resume (see summary.json)")
-        return 0
-    engine = create_engine(cfg, [])
-    cut, counts = restore_run(engine, run_dir, cfg, events)
-    print(f"resuming {run_dir} from iteration {cut['iteration']} "
-          f"({sum(counts.values())} results kept)")
-    engine.callbacks.append(ResultsWriter(run_dir, append=True))
-    if not args.quiet:
-        engine.callbacks.append(ProgressPrinter(cfg.population * cfg.stop.max_iterations,
-                                                cfg.metric, cfg.mode,
-                                                interval_s=min(cfg.report_interval, 5)))
-    summary = engine.run()
+    cfg, _header, _events = load_run(run_dir, overrides, address)
+    lock = lock_run(run_dir)  # another run or resume of this directory: a one-line error
+    try:
+        _header, events = read_journal(run_dir)  # as it is now that nobody else writes it
+        if any(e.get("event") == "end" for e in events):
+            print(f"run {run_dir} already finished; nothing to resume (see summary.json)")
+            return 0
+        engine = create_engine(cfg, [])
+        cut, counts = restore_run(engine, run_dir, cfg, events)
+        print(f"resuming {run_dir} from iteration {cut['iteration']} "
+              f"({sum(counts.values())} results kept)")
+        engine.callbacks.append(ResultsWriter(run_dir, append=True))
+        if not args.quiet:
+            engine.callbacks.append(ProgressPrinter(cfg.population * cfg.stop.max_iterations,
+                                                    cfg.metric, cfg.mode,
+                                                    interval_s=min(cfg.report_interval, 5)))
+        summary = engine.run()
+    finally:
+        lock.release()
     print_summary(cfg, summary, run_dir)
     return interrupted_exit(summary, run_dir)
 
@@ -108,6 +115,17 @@ def restore_run(engine: Any, run_dir: Path, cfg: Any,
     ``trials.csv`` and the PBT logs are rolled back to the cut, and the engine continues from it
     in the same directory.
     """
+    from pbtune.store.lock import lock_run
+
+    lock = lock_run(run_dir)  # before any file is read for the resume point or rolled back
+    try:
+        return _restore(engine, run_dir, cfg, events)
+    finally:
+        lock.release()  # the engine's writer holds it from enable_recovery on
+
+
+def _restore(engine: Any, run_dir: Path, cfg: Any,
+             events: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, int]]:
     from pbtune.results.rollback import rollback_pbt_logs, rollback_trials_csv
     from pbtune.store.checkpoints import CheckpointStore
     from pbtune.store.journal import find_resume_point

@@ -30,6 +30,7 @@ from pbtune.engines.core.events import (
 )
 from pbtune.store.checkpoints import DISK_ERRNOS, CheckpointStore, disk_error
 from pbtune.store.journal import Journal
+from pbtune.store.lock import lock_run
 
 BEST_NAME = "best.pt"
 FIELDS = ("path", "sha256", "bytes", "iteration")  # a checkpoint's reference in a cut
@@ -49,6 +50,7 @@ class Persistence:
     def __init__(self, run_dir: Path, journal: Journal, fetch: Callable[[Any], Any],
                  lost: tuple[type[BaseException], ...] = (), keep: int = 2) -> None:
         self.run_dir = Path(run_dir)
+        self.lock = lock_run(self.run_dir)  # one writer per run directory
         self.journal = journal
         self.store = CheckpointStore(self.run_dir)
         self.fetch, self.lost = fetch, lost
@@ -92,6 +94,7 @@ class Persistence:
         self._queue.put(None)
         self._thread.join(timeout=60)
         self.journal.close()
+        self.lock.release()
 
     def seed(self, cut: dict[str, Any]) -> None:
         """On resume: the cut's checkpoints are this session's latest (kept, then pruned)."""
