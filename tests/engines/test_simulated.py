@@ -234,3 +234,42 @@ def test_resume_of_a_run_directory_in_use_is_refused_and_changes_nothing(tmp_pat
     after = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
     assert {k: v for k, v in after.items() if k != ".lock"} == \
         {k: v for k, v in before.items() if k != ".lock"}
+
+
+class NewestCutVerifies(Callback):
+    """After every segment: once the writer has caught up, the newest cut in the journal must
+    reference only files that exist and verify (the resume point a SIGKILL now would use)."""
+
+    def __init__(self) -> None:
+        self.engine, self.checked = None, 0
+
+    def on_segment(self, trial, worker, start_s, end_s):
+        from pbtune.store.journal import read_journal
+
+        p = self.engine.persistence
+        p.drain()
+        cuts = [e for e in read_journal(p.run_dir)[1] if e["event"] == "cut"]
+        if not cuts:
+            return
+        for rec in cuts[-1]["trials"].values():
+            for key in ("checkpoint", "rng_checkpoint"):
+                if rec.get(key) and rec["status"] not in ("TERMINATED", "ERROR"):
+                    p.store.verify(rec[key])  # raises CheckpointCorrupt (a ValueError)
+        self.checked += 1
+
+
+@pytest.mark.parametrize("speeds", [(1.0, 1.0), (1.0, 4.0), (0.5, 1.0, 6.0)])
+def test_pruning_never_deletes_a_file_the_newest_cut_needs(tmp_path, speeds):
+    """Issue 14 item 2: with early release, a fast trial's checkpoints for later cuts were
+    pruned before those cuts were written."""
+    cfg = toy_config(**{"population": 6, "pbt.perturbation_interval": 3,
+                        "checkpoint_interval": 2, "stop.max_iterations": 7,
+                        "options": {"noise": 0.1}, "fault_tolerance.keep_checkpoints": 1})
+    run_dir = create_run_dir(tmp_path, cfg.name)
+    check = NewestCutVerifies()
+    engine = NativeEngine(cfg, [ResultsWriter(run_dir), check],
+                          executor=SimulatedExecutor(cfg, speeds))
+    check.engine = engine
+    engine.enable_recovery(run_dir, {"config_sha256": None})
+    engine.run()
+    assert check.checked > 5

@@ -168,9 +168,14 @@ class Persistence:
             rec["checkpoint"] = {k: ckpt[k] for k in FIELDS}
             rec.setdefault("include_rng", ckpt["include_rng"])
         self.journal.write(cut, sync=True)
+        for key in [k for k in self._by_iter if k[1] <= cut["iteration"]]:
+            del self._by_iter[key]  # no later cut can take these (cuts come in order)
         self._cut_paths.append({r[key]["path"] for r in cut["trials"].values()
                                 for key in ("checkpoint", "rng_checkpoint") if r.get(key)})
-        keep = set().union(*self._cut_paths) | {r["path"] for r in self._latest.values()}
+        # Kept: the retained cuts, each trial's newest checkpoint, and every checkpoint no cut
+        # has taken yet (a trial released early checkpoints iterations whose cuts come later).
+        keep = set().union(*self._cut_paths) | {r["path"] for r in self._latest.values()} | {
+            r["path"] for r in self._by_iter.values()}
         self._files = self.store.prune(keep, self._files)
 
     def _save_best(self, _job: SaveBest) -> None:
