@@ -30,9 +30,9 @@ SETS = {"workload": TOY, "population": 4, "seed": 3, "resources.slots": 2,
         "param_space": {"lr": {"uniform": [0.0, 1.0]}}}
 
 
-def start_driver(root: Path) -> subprocess.Popen:
+def start_driver(root: Path, **extra) -> subprocess.Popen:
     argv = [sys.executable, "-m", "pbtune.cli", "run", "--quiet", "--results-dir", str(root)]
-    for key, value in SETS.items():
+    for key, value in {**SETS, **extra}.items():
         argv += ["--set", f"{key}={json.dumps(value)}"]
     env = {**os.environ, "PYTHONPATH": REPO, "RAY_ADDRESS": ""}
     return subprocess.Popen(argv, cwd=REPO, env=env, start_new_session=True,
@@ -43,7 +43,12 @@ def wait_for_cut(root: Path, proc: subprocess.Popen, iteration: int, timeout: fl
     deadline = time.time() + timeout
     while time.time() < deadline:
         for path in root.glob("*/*/journal.jsonl"):
-            events = [json.loads(x) for x in path.read_text().splitlines()[:-1]]
+            events = []
+            for line in path.read_text().splitlines():
+                try:
+                    events.append(json.loads(line))
+                except json.JSONDecodeError:  # the driver is appending this one
+                    break
             if any(e["event"] == "cut" and e["iteration"] >= iteration for e in events):
                 return path.parent
         assert proc.poll() is None, proc.communicate()
@@ -120,11 +125,20 @@ def test_interrupt_then_truncated_checkpoint_falls_back(ray_local, tmp_path, cap
     assert_complete(run_dir, 10)
 
 
-def test_sigint_stops_cleanly_with_resume_command(ray_local, tmp_path, capsys):
-    proc = start_driver(tmp_path)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_cleanly_with_resume_command(ray_local, tmp_path, capsys, sig):
+    """Ctrl-C, and SIGTERM (a batch scheduler's pre-emption), checkpoint and exit 130 with the
+    resume command. Deterministic: every trial waits at iteration 3 until the signal is sent,
+    so the run cannot finish first (issue 14 item 12)."""
+    hold = tmp_path / "hold"
+    hold.touch()
+    options = {**SETS["options"], "hold_file": str(hold), "hold_at": 3}
+    proc = start_driver(tmp_path / "runs", options=options)
     try:
-        run_dir = wait_for_cut(tmp_path, proc, 2)
-        os.kill(proc.pid, signal.SIGINT)
+        run_dir = wait_for_cut(tmp_path / "runs", proc, 2)
+        os.kill(proc.pid, sig)
+        time.sleep(0.5)
+        hold.unlink()
         _, err = proc.communicate(timeout=60)
     finally:
         try:

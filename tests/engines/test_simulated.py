@@ -273,3 +273,18 @@ def test_pruning_never_deletes_a_file_the_newest_cut_needs(tmp_path, speeds):
     engine.enable_recovery(run_dir, {"config_sha256": None})
     engine.run()
     assert check.checked > 5
+
+
+def test_a_segment_past_the_time_budget_and_its_grace_is_abandoned(tmp_path):
+    """Issue 14 item 5: the budget holds even when an iteration takes far longer than it."""
+    cfg = toy_config(**{**SETS, "stop.time_budget_s": 5, "stop.grace_s": 2})
+    summary, run_dir, ex = simulate(cfg, tmp_path, (100.0, 1.0))  # worker 0: 100 s/iteration
+    assert summary["stop_reason"] == "time_budget"
+    assert summary["wall_s"] <= 5 + 2 + ex.tick_s
+    from pbtune.store.journal import read_journal
+
+    events = read_journal(run_dir)[1]
+    abandoned = [e for e in events if e["event"] == "abandoned"]
+    assert [e["worker"] for e in abandoned] == [0]
+    final = [e for e in events if e["event"] == "cut"][-1]
+    assert final["trials"][abandoned[0]["trial"]]["iteration"] == abandoned[0]["iteration"]

@@ -8,6 +8,7 @@ took effect at the right iteration. Loaded by workers as ``tests/engines/toy_wor
 from __future__ import annotations
 
 import math
+import os
 import random
 import time
 from collections.abc import Mapping
@@ -28,8 +29,10 @@ class Counter(Workload):
     default_mutations = {"lr": {"uniform": [0.0, 1.0]}}
     # noise > 0: each iteration adds noise × a draw from the trial's own RNG (part of its state,
     # kept on exploit like a data order), so results show which RNG a trial continued with.
+    # hold_file/hold_at: iteration hold_at waits while hold_file exists (a test decides when a
+    # run may go on, so a signal can never come after the run has already finished).
     default_options = {"nan_above": None, "sleep": 0.0, "raise_at": None, "slowdown": 1.0,
-                       "noise": 0.0}
+                       "noise": 0.0, "hold_file": None, "hold_at": None}
 
     @classmethod
     def load_data(cls, options: Mapping[str, Any]) -> Any:
@@ -48,6 +51,9 @@ class Counter(Workload):
         for _ in range(iterations):
             if self.iteration + 1 == self.options["raise_at"]:
                 raise RuntimeError("boom in user code")
+            if self.options["hold_file"] and self.iteration + 1 == self.options["hold_at"]:
+                while os.path.exists(self.options["hold_file"]):
+                    time.sleep(0.02)
             # slowdown: a per-node factor (the worker resolves {"slow": 3.0} to a float).
             time.sleep(self.options["sleep"] * float(self.options["slowdown"]))
             self.value += self.config["lr"]

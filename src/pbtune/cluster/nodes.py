@@ -9,9 +9,13 @@ minutes of GCS retries. :func:`cluster_nodes` turns ``ray.nodes()`` into the pla
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
+import threading
+from collections.abc import Iterator
 
 import ray
 
@@ -65,15 +69,33 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
     address = address or os.environ.get("RAY_ADDRESS") or None
     quiet = {"include_dashboard": False, "log_to_driver": log_to_driver,
              "logging_level": logging.WARNING}
-    if address is None:
-        ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **quiet)
-        return
-    _probe(address)
+    with _own_sigterm():
+        if address is None:
+            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **quiet)
+            return
+        _probe(address)
+        try:
+            ray.init(address=address, log_to_driver=log_to_driver, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(_fix(address).format(first)) from None
+
+
+@contextlib.contextmanager
+def _own_sigterm() -> Iterator[None]:
+    """Keep the process's SIGTERM handler across ``ray.init``.
+
+    Why: ``ray.init`` installs a handler that dumps stacks and aborts the driver, so a batch
+    scheduler's pre-emption (SIGTERM) would skip pbtune's final checkpoint; the CLI's handler
+    stops the run as Ctrl-C does, and must stay the one in force.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
     try:
-        ray.init(address=address, log_to_driver=log_to_driver, logging_level=logging.WARNING)
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(_fix(address).format(first)) from None
+        yield
+    finally:
+        if main and before is not None:
+            signal.signal(signal.SIGTERM, before)
 
 
 def node_info(raw: dict) -> NodeInfo:

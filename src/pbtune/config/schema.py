@@ -109,6 +109,9 @@ class StopConfig(_Model):
     # STOP_ACC: the experiment stops once any trial reaches it (>= in max mode, <= in min mode).
     metric_threshold: Float | None = 0.8
     time_budget_s: Float | None = Field(None, gt=0)  # seconds of wall time for the experiment
+    # s a segment may still run past time_budget_s (a long or hung iteration) before it is
+    # abandoned: its worker is stopped and the trial continues from the segment's start on resume
+    grace_s: Float = Field(30.0, gt=0)
 
 
 class ResourceConfig(_Model):

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pbtune.engines.base import ERROR, run_summary
 from pbtune.engines.core.coordinator import PopulationCoordinator
 from pbtune.engines.core.events import (
     Checkpoint,
@@ -123,8 +124,8 @@ class Driver:
         finally:
             if p is not None:
                 p.close()
-        summary = coord.summary(wall_s, ex.pool.size, startup_s, engine="native",
-                                scheduling=self.cfg.scheduling)
+        summary = summarize(coord, wall_s, ex.pool.size, startup_s, engine="native",
+                            scheduling=self.cfg.scheduling)
         self.route([Notify("on_end", (summary, best_state))])
         if p is not None and not coord.interrupted:
             journal = JournalFile(p.run_dir)
@@ -137,9 +138,27 @@ class Driver:
         coord = self.coordinator
         self.route(coord.handle(StopRequested("interrupted"), self.clock() - t0))
         self.route(coord.step(self.clock() - t0))
-        while self.executor.inflight:  # a second Ctrl-C ends this wait (the last cut stays)
-            event = self.executor.next_result(60)
-            if event is None:
-                break
-            self.route(coord.handle(event, self.clock() - t0))
-            self.route(coord.step(self.clock() - t0))
+        try:
+            while self.executor.inflight:  # a second Ctrl-C ends this wait
+                event = self.executor.next_result(60)
+                if event is None:
+                    break
+                self.route(coord.handle(event, self.clock() - t0))
+                self.route(coord.step(self.clock() - t0))
+        except KeyboardInterrupt:  # segments not taken in start again from their beginning
+            pass
+
+
+def summarize(coord: PopulationCoordinator, wall_s: float, slots: int, startup_s: float,
+              **extra: Any) -> dict[str, Any]:
+    """The run's headline numbers (``summary.json``) from the coordinator's final state."""
+    records = [t.record for t in coord.trials.values()]
+    return run_summary(
+        best=coord.best, metric=coord.s.metric, mode=coord.s.mode, wall_s=wall_s,
+        startup_s=startup_s, trials=records, slots=slots, exploits=coord.exploits,
+        population=len(records),
+        errors={r.trial_id: (r.error or "").splitlines()[0] for r in records
+                if r.status == ERROR},
+        failures={r.trial_id: r.failures for r in records if r.failures},
+        compute_before_s=coord.compute_before_s, resumed_from=coord.resumed_from,
+        stop_reason=coord.stop_reason, **extra)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pbtune.engines.core.events import (
+    AbandonSegments,
     Event,
     OnDisk,
     Restore,
@@ -77,6 +78,7 @@ class SimulatedExecutor:
         self._seq = itertools.count()
         self._changes: list[dict[str, Any]] = []  # membership notes not yet reported
         self.stopped = False
+        self.tick_s = 3.0  # virtual s a wait lasts when nothing finishes (the Ray poll interval)
         self.segments: list[tuple[str, int, int, float, float]] = []  # trial, worker, to, s, e
 
     # -- the pool --------------------------------------------------------------------------------
@@ -127,6 +129,10 @@ class SimulatedExecutor:
     def execute(self, command: Any) -> None:
         if isinstance(command, StopSegments):
             self.stopped = True
+        elif isinstance(command, AbandonSegments):
+            for worker in command.workers:
+                self.inflight.pop(worker, None)
+                self.workers[worker].live.clear()
         elif isinstance(command, RunSegment):
             self._run(command)
         else:
@@ -169,10 +175,15 @@ class SimulatedExecutor:
         """Membership changes first, else the segment that ends first (the clock moves there)."""
         if self._changes:
             return self.worker_event(self._changes.pop(0))
-        return self.next_result(timeout_s or 0.0)
+        return self.next_result(self.tick_s if timeout_s is None else timeout_s)
 
     def next_result(self, timeout_s: float = 0.0) -> Event | None:
+        """The segment that ends first; with ``timeout_s``, None when none ends that soon
+        (the clock then moves by ``timeout_s``, as a real wait would)."""
         while self._queue:
+            if timeout_s and self._queue[0][0] > self.now + timeout_s:
+                self.now += timeout_s
+                return None
             end, seq, worker = heapq.heappop(self._queue)
             entry = self.inflight.get(worker)
             if entry is None or entry[1] != seq:

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from pbtune.engines.base import (
-    ERROR,
     LIVE,
     PAUSED,
     PENDING,
@@ -28,12 +27,12 @@ from pbtune.engines.base import (
     TERMINATED,
     Trial,
     is_better,
-    run_summary,
 )
 from pbtune.engines.core import failures, intake
 from pbtune.engines.core.barriers import Barriers
 from pbtune.engines.core.cuts import CutTracker
 from pbtune.engines.core.events import (
+    AbandonSegments,
     CheckpointWritten,
     Command,
     Event,
@@ -134,6 +133,8 @@ class PopulationCoordinator:
             if self.stopping and not self._stop_sent:
                 out.append(StopSegments())
                 self._stop_sent = True
+            if self.stop_reason == "time_budget" and now_s >= budget + self.s.grace_s:
+                out += self._abandon()
             if not self.stopping and self.barrier < self.s.max_iter and not any(
                     t.status in LIVE and t.iteration < self.barrier for t in self.trials.values()):
                 out += self._pass_barrier()  # all reached it (some went on)
@@ -175,20 +176,6 @@ class PopulationCoordinator:
                     out.append(Notify("on_trial_end", (t.record,)))
         return out
 
-    def summary(self, wall_s: float, slots: int, startup_s: float,
-                **extra: Any) -> dict[str, Any]:
-        """The run's headline numbers (``summary.json``)."""
-        records = [t.record for t in self.trials.values()]
-        return run_summary(
-            best=self.best, metric=self.s.metric, mode=self.s.mode, wall_s=wall_s,
-            startup_s=startup_s, trials=records, slots=slots, exploits=self.exploits,
-            population=len(records),
-            errors={r.trial_id: (r.error or "").splitlines()[0] for r in records
-                    if r.status == ERROR},
-            failures={r.trial_id: r.failures for r in records if r.failures},
-            compute_before_s=self.compute_before_s, resumed_from=self.resumed_from,
-            stop_reason=self.stop_reason, **extra)
-
     def _resume(self, r: ResumePoint) -> None:
         self.trials = {t.trial_id: t for t in r.trials}
         self.compute_before_s = sum(t.compute_s for t in r.trials)
@@ -198,6 +185,20 @@ class PopulationCoordinator:
         self.barrier = self.bar.after(r.last_barrier)
         self.best, self.best_state, self.resumed_from = r.best, r.best_state, r.cut_iteration
         self.latest = dict(r.latest)
+
+    def _abandon(self) -> list[Command]:
+        """Give up segments running a grace period past the budget (redone on resume)."""
+        workers = tuple(sorted(self.pool.running))
+        if not workers:
+            return []
+        out: list[Command] = [AbandonSegments(workers)]
+        for w in workers:
+            t = self.trials[self.pool.running.pop(w).trial_id]
+            t.status = PENDING if t.iteration == 0 else PAUSED
+            t.worker, t.pending = None, t.running_from
+            out.append(Journal({"event": "abandoned", "trial": t.trial_id, "worker": w,
+                                "iteration": t.iteration, "reason": "time_budget"}, sync=True))
+        return out
 
     # -- events ----------------------------------------------------------------------------------
     def _finished(self, ev: SegmentFinished, now_s: float) -> list[Command]:

@@ -207,9 +207,17 @@ class Notify:
 
 
 @dataclass(frozen=True)
+class AbandonSegments:
+    """Stop these workers' segments now, whatever they are doing (a hung or very long
+    iteration past the time budget's grace): their results will never be taken."""
+
+    workers: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class StopSegments:
     """Running segments end after their current iteration; no further segment starts."""
 
 
 Command = RunSegment | Checkpoint | WriteCut | SaveBest | WriteError | Journal | Notify | \
-    StopSegments
+    StopSegments | AbandonSegments

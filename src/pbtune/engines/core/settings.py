@@ -18,6 +18,7 @@ class RunSettings:
         early_release: trials safe from a boundary's decisions go on before it is decided.
         threshold: the metric value that stops the experiment, or None.
         time_budget_s: seconds of wall time for the experiment, or None.
+        grace_s: seconds a running segment may overrun the budget before it is abandoned.
         max_failures: errors and worker losses a trial may have and still be recovered.
         recovery: checkpoints and cuts are wanted (a run directory is attached).
     """
@@ -30,6 +31,7 @@ class RunSettings:
     early_release: bool = True
     threshold: float | None = None
     time_budget_s: float | None = None
+    grace_s: float = 30.0  # s a segment may overrun time_budget_s before it is abandoned
     max_failures: int = 3
     recovery: bool = False
 
@@ -38,7 +40,7 @@ class RunSettings:
         return cls(metric=cfg.metric, mode=cfg.mode, max_iter=cfg.stop.max_iterations,
                    interval=cfg.pbt.perturbation_interval, ckpt_interval=cfg.checkpoint_interval,
                    early_release=cfg.pbt.early_release, threshold=cfg.stop.metric_threshold,
-                   time_budget_s=cfg.stop.time_budget_s,
+                   time_budget_s=cfg.stop.time_budget_s, grace_s=cfg.stop.grace_s,
                    max_failures=cfg.fault_tolerance.max_failures, recovery=recovery)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import ray
 
 from pbtune.engines.core.events import (
+    AbandonSegments,
     Event,
     OnDisk,
     Restore,
@@ -67,6 +68,12 @@ class RayExecutor:
             self._run(command)
         elif isinstance(command, StopSegments):
             self.pool.signal_stop()
+        elif isinstance(command, AbandonSegments):
+            for ref, (worker, *_rest) in list(self.inflight.items()):
+                if worker in command.workers:
+                    del self.inflight[ref]
+            for worker in command.workers:  # the run is ending: no replacement
+                ray.kill(self.pool.workers[worker])
         else:
             raise TypeError(f"the Ray executor does not run {type(command).__name__}")
 
