@@ -288,3 +288,30 @@ def test_a_segment_past_the_time_budget_and_its_grace_is_abandoned(tmp_path):
     assert [e["worker"] for e in abandoned] == [0]
     final = [e for e in events if e["event"] == "cut"][-1]
     assert final["trials"][abandoned[0]["trial"]]["iteration"] == abandoned[0]["iteration"]
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_pb2_interrupted_after_an_exploit_resumes_to_the_same_run(tmp_path, k):
+    """PB2's memory (its data rows and baselines) is part of the cut's policy state."""
+    cfg = toy_config(**{**SETS, "pbt.policy": "pb2"})
+    reference, ref_dir, _ex = simulate(cfg, tmp_path / "ref", (1.0, 2.0))
+    assert reference["exploits"] >= 4
+    run_dir = create_run_dir(tmp_path / "run", cfg.name)
+    write_metadata(run_dir, dump_yaml(cfg))
+
+    class AtExploit(Callback):
+        seen = 0
+
+        def on_exploit(self, decision):
+            self.seen += 1
+            if self.seen == k:
+                raise KeyboardInterrupt
+
+    engine = NativeEngine(cfg, [ResultsWriter(run_dir), AtExploit()],
+                          executor=SimulatedExecutor(cfg, (1.0, 2.0)))
+    engine.enable_recovery(run_dir, {"config_sha256": None})
+    assert engine.run()["stop_reason"] == "interrupted"
+    summary = resume_simulated(run_dir, (1.0, 2.0))
+    assert decisions(run_dir) == decisions(ref_dir)
+    assert scores(run_dir) == scores(ref_dir)
+    assert summary["best"] == reference["best"]
