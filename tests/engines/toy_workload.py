@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -32,10 +33,13 @@ class Counter(Workload):
     # hold_file/hold_at: iteration hold_at waits while hold_file exists (a test decides when a
     # run may go on, so a signal can never come after the run has already finished).
     default_options = {"nan_above": None, "sleep": 0.0, "raise_at": None, "slowdown": 1.0,
-                       "noise": 0.0, "hold_file": None, "hold_at": None}
+                       "noise": 0.0, "hold_file": None, "hold_at": None, "data_error": None,
+                       "state_error_above": None, "bad_metric_above": None}
 
     @classmethod
     def load_data(cls, options: Mapping[str, Any]) -> Any:
+        if options.get("data_error"):
+            raise FileNotFoundError(options["data_error"])
         return {"offset": np.zeros(1, dtype=np.float64)}
 
     def __init__(self, config: Mapping[str, Any], **kwargs: Any) -> None:
@@ -62,13 +66,20 @@ class Counter(Workload):
             self.iteration += 1
         return {"loss": math.nan if self._broken() else -self.value}
 
-    def evaluate(self) -> dict[str, float]:
+    def evaluate(self) -> dict[str, Any]:
         score = math.nan if self._broken() else self.value
+        limit = self.options["bad_metric_above"]
+        if limit is not None and self.config["lr"] > limit:  # a user's formatting mistake
+            return {"score": f"{score:.3f}", "loss": -score}
         return {"score": score, "loss": -score}
 
     def get_state(self) -> dict[str, Any]:
-        return {"value": self.value, "iteration": self.iteration, "config": dict(self.config),
-                "rng": self.rng.getstate()}
+        state = {"value": self.value, "iteration": self.iteration, "config": dict(self.config),
+                 "rng": self.rng.getstate()}
+        limit = self.options["state_error_above"]
+        if limit is not None and self.config["lr"] > limit:
+            state["lock"] = threading.Lock()  # cannot be pickled
+        return state
 
     def set_state(self, state: Mapping[str, Any], *, include_rng: bool = True) -> None:
         self.value = state["value"]

@@ -165,7 +165,25 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
         param_space=param_space,
     )
     data["pbt"]["hyperparam_mutations"] = mutations
-    return validate(data)
+    resolved = validate(data)
+    _dry_run(resolved)
+    return resolved
+
+
+def _dry_run(cfg: ExperimentConfig) -> None:
+    """Explore the initial population once now: a mutation or explore function that cannot
+    work fails before anything starts, not at the first boundary (see ``population.dry_run``)."""
+    from pbtune.engines.population import dry_run
+
+    try:
+        dry_run(cfg)
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(one_line(
+            f"config error: exploring the initial population fails: {type(exc).__name__}: "
+            f"{exc} (check pbt.hyperparam_mutations, param_space and pbt.custom_explore_fn)"))\
+            from None
 
 
 def _check_names(section: str, given: Mapping[str, Any], valid: list[str], what: str) -> None:

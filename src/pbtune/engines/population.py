@@ -38,3 +38,34 @@ def initial_trials(cfg: Any) -> list[Trial]:
         config = sample_config(space, rng)
         trials.append(Trial(trial_id=f"t{i:03d}", config=config, seed=rng.randrange(2**31)))
     return trials
+
+
+def dry_run(cfg: Any, sample: int = 8) -> None:
+    """Run the policy's explore once on the initial population, with a throwaway RNG.
+
+    Why: a mutation that cannot apply to the sampled values (a non-numeric value to multiply, an
+    unknown domain read as a nested mapping) or a ``custom_explore_fn`` that raises or returns a
+    non-dict would otherwise fail at the first boundary, after training has started. Each of the
+    first ``sample`` trials is made a donor once (scores rotated), so its config is explored.
+
+    Raises:
+        ValueError: the explore step fails; the message names the problem.
+    """
+    from pbtune.engines.core.settings import policy_name
+    from pbtune.pbt import create_policy
+
+    name = policy_name(cfg)
+    trials = initial_trials(cfg)
+    if name == "random" or len(trials) < 2:
+        return
+    policy = create_policy(name, policy_settings(cfg), cfg.mode, cfg.seed + 1)
+    interval = cfg.pbt.perturbation_interval
+    boundary = max(interval, -(-cfg.pbt.burn_in // interval) * interval)
+    configs = {t.trial_id: t.config for t in trials}
+    n = len(trials)
+    for r in range(min(n, sample)):
+        scores = {t.trial_id: float((i + r) % n) for i, t in enumerate(trials)}
+        for decision in policy.decide(boundary, scores, configs):
+            if not isinstance(decision.new_config, dict):
+                raise ValueError(f"the explored config is a {type(decision.new_config).__name__},"
+                                 " not a mapping")

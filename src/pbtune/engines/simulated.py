@@ -61,10 +61,11 @@ class SimulatedExecutor:
                  nodes: Sequence[str] | None = None,
                  resources: Sequence[Mapping[str, float]] | None = None) -> None:
         from pbtune.workloads import get
+        from pbtune.workloads.registry import load_data
 
         self.cfg = cfg
         self.cls = get(cfg.workload)
-        self.data = self.cls.load_data(driver_options(cfg.options))
+        self.data = load_data(self.cls, driver_options(cfg.options))
         self.load: Any = None  # checkpoint record → state (set with a run directory)
         self.lost: tuple[type[BaseException], ...] = ()  # no state is ever lost in-process
         self.now = 0.0  # virtual s

@@ -95,8 +95,12 @@ def _explore_level(
             if current is _MISSING:
                 current = {}
             if not isinstance(current, Mapping):
+                from pbtune.pbt.space import DOMAIN_NAMES
+
                 raise ValueError(
-                    f"{name}: mutations are nested but the config value is {current!r}"
+                    f"{name}: {{{', '.join(map(str, dist))}: ...}} is not a domain (valid: "
+                    f"{', '.join(DOMAIN_NAMES)}) and the config value {current!r} is not a "
+                    "nested mapping"
                 )
             new_config[key] = _explore_level(current, dist, rng, probability, factors, clip, name)
         elif isinstance(dist, list):

@@ -126,6 +126,7 @@ def replay(cfg: Any, schedule: Schedule, iterations: int, out_dir: Path, *, tria
     """
     from pbtune.results.writer import ResultsWriter
     from pbtune.workloads import get
+    from pbtune.workloads.registry import load_data
 
     cls = get(cfg.workload)
     tunable = set(cls.hyperparameters)
@@ -136,7 +137,7 @@ def replay(cfg: Any, schedule: Schedule, iterations: int, out_dir: Path, *, tria
     ignored = sorted({k for c in [schedule.initial, *(n for _, n in schedule.changes)]
                       for k in c if tunable and k not in tunable})
     t_start = time.time()
-    data = cls.load_data(cfg.options)
+    data = load_data(cls, cfg.options)
     workload = cls(usable(schedule.initial), data=data, options=cfg.options, seed=seed,
                    device=device)
     trial = Trial(trial_id=trial_id, config=dict(workload.config), seed=seed)

@@ -150,3 +150,22 @@ def canonical_spec(name: str) -> str:
     if sep and (target.endswith(".py") or "/" in target):
         return f"{Path(target).expanduser().resolve()}:{cls_name}"
     return name
+
+
+def load_data(cls: type[Workload], options: Mapping[str, Any]) -> Any:
+    """``cls.load_data(options)``, with a workload's failure as a one-line :class:`UserError`.
+
+    Why: the data is loaded before training starts (once, on the driver); a missing file or a
+    bug there should end the command with one line naming the workload and the error, not a
+    traceback. A :class:`UserError` the workload raises itself (a data file to place) passes
+    through unchanged.
+    """
+    try:
+        return cls.load_data(options)
+    except UserError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise UserError(f"workload {cls.name or cls.__name__}: load_data failed with "
+                        f"{type(exc).__name__}: {first} (check the workload's data files and "
+                        "options)") from exc

@@ -136,6 +136,17 @@ class RayExecutor:
         worker, trial_id, best, snapshot = self.inflight.pop(ref)
         try:
             result = ray.get(ref)
+        except ray.exceptions.RayTaskError as exc:  # the worker lives; its results did not
+            # come back (run_segment catches the workload's own exceptions): a state or metric
+            # that cannot be pickled. The trial fails alone; the worker forgets it.
+            self.pool.workers[worker].drop.remote(trial_id)
+            cause = getattr(exc, "cause", None) or exc
+            first = (str(cause).strip().splitlines() or [""])[0]
+            return SegmentFinished(worker, trial_id, {
+                "rows": [], "compute_s": 0.0, "iteration": None, "status": "error",
+                "error": f"the segment's results could not be sent back from the worker "
+                         f"({type(cause).__name__}: {first}); get_state() and the metrics "
+                         "must be picklable (tensors, numpy arrays, numbers, dicts, lists)"})
         except ray.exceptions.RayError as exc:  # actor died, node removed, state lost
             state_lost = isinstance(exc, ray.exceptions.ObjectLostError)
             replaced = None if state_lost else self.pool.replace(worker)

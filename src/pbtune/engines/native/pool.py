@@ -29,7 +29,7 @@ class WorkerPool:
 
     def __init__(self, cfg: Any) -> None:
         from pbtune.workloads import get
-        from pbtune.workloads.registry import canonical_spec
+        from pbtune.workloads.registry import canonical_spec, load_data
 
         res = cfg.resources
         connect(res.address)
@@ -58,7 +58,11 @@ class WorkerPool:
         for spec in plan.workers:
             self.workers.append(self._start(spec))
         # Decoded once, put in the object store once: every worker maps the same arrays.
-        self.data_ref = ray.put(get(cfg.workload).load_data(driver_options(cfg.options)))
+        try:
+            self.data_ref = ray.put(load_data(get(cfg.workload), driver_options(cfg.options)))
+        except BaseException:  # no worker outlives a run that cannot start
+            self.shutdown()
+            raise
         for handle in self.workers:
             handle.set_data.remote(self.data_ref)
         self.dead: set[int] = set()  # slots whose worker was lost and could not be recreated

@@ -75,6 +75,7 @@ class TuneEngine:
             return
         from pbtune.cluster import cluster_nodes, connect, plan_cluster
         from pbtune.workloads import get
+        from pbtune.workloads.registry import load_data
 
         start = time.time()
         res = self.cfg.resources
@@ -88,7 +89,8 @@ class TuneEngine:
                             + " (run `pbtune plan` for the per-node table)")
         self.slots = len(plan.workers)
         self.workers = [{"index": w.index, "node": w.node_id, "ip": w.ip} for w in plan.workers]
-        self.data_ref = ray.put(get(self.cfg.workload).load_data(driver_options(self.cfg.options)))
+        self.data_ref = ray.put(load_data(get(self.cfg.workload),
+                                           driver_options(self.cfg.options)))
         self.startup_s = time.time() - start
 
     def enable_recovery(self, run_dir: Path, header: dict[str, Any] | None = None) -> None:
