@@ -21,8 +21,14 @@ def test_fills_metric_mode_and_merges_workload_defaults(fake_workload):
     assert (cfg.metric, cfg.mode) == ("score", "max")
     assert cfg.options == {"width": 16, "data_dir": None}
     assert cfg.param_space == {"lr": 0.05, "depth": 2}
-    assert cfg.pbt.hyperparam_mutations == {"lr": {"loguniform": [1e-3, 1e-1]}, "depth": [2, 4]}
+    # Mutations are what the config lists, not merged with the workload's (issue 14 item 11).
+    assert cfg.pbt.hyperparam_mutations == {"depth": [2, 4]}
     assert resolve(cfg) == cfg  # idempotent: the CLI may resolve a resolved config
+
+
+def test_mutations_default_to_the_workloads_when_none_are_listed(fake_workload):
+    assert resolve(fake()).pbt.hyperparam_mutations == {"lr": {"loguniform": [1e-3, 1e-1]},
+                                                        "depth": [1, 2, 3]}
 
 
 def test_mode_follows_the_chosen_metric_unless_given(fake_workload):

@@ -60,7 +60,9 @@ def test_exp_times_runs_n_seeds_and_appends_rows_and_mean_std(ray_local, tmp_pat
     for row in block["rows"]:
         run_dir = Path(row["run_dir"])
         summary = json.loads((run_dir / "summary.json").read_text())
-        assert row["runtime_s"] == pytest.approx(summary["wall_s"], abs=1e-3)
+        # end to end: start-up included (issue 14 item 11)
+        assert row["runtime_s"] >= summary["wall_s"] + summary["startup_s"] - 1e-3
+        assert row["gpu_s"] == 0.0
         assert row["best_metric"] == pytest.approx(summary["best"]["metric"], abs=1e-6)
         assert row["slots"] == summary["slots"] == 2
         assert row["cpu_s"] == pytest.approx(summary["compute_s"], abs=1e-3)  # 1 CPU per trial

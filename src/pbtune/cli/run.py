@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from typing import Any
 
 from pbtune.cli._common import add_command, add_config_args, add_results_dir, resolved_config
@@ -48,6 +50,7 @@ def run_once(args: argparse.Namespace, cfg: Any) -> tuple[dict[str, Any], Any]:
     from pbtune.reporting import status_view
     from pbtune.results import ResultsWriter, create_run_dir, write_metadata
 
+    started = time.perf_counter()
     engine = create_engine(cfg, [])
     engine.prepare()  # connect, plan, load data: fails before anything is written
     run_dir = create_run_dir(args.results_dir, cfg.name)
@@ -58,6 +61,10 @@ def run_once(args: argparse.Namespace, cfg: Any) -> tuple[dict[str, Any], Any]:
         from pbtune.results.tensorboard import TensorBoardLogger
 
         engine.callbacks.append(TensorBoardLogger(run_dir))
+    if not args.quiet:  # what the user wrote is what runs: show it before it does
+        print(f"exploring ({cfg.pbt.policy if cfg.pbt.enabled else 'random search'}): "
+              f"{json.dumps(dict(cfg.pbt.hyperparam_mutations)) if cfg.pbt.enabled else '-'}",
+              flush=True)
     view = status_view(cfg, quiet=args.quiet, title=f"pbtune {cfg.name}: {run_dir}")
     if view is not None:
         engine.callbacks.append(view)
@@ -69,6 +76,7 @@ def run_once(args: argparse.Namespace, cfg: Any) -> tuple[dict[str, Any], Any]:
     print_summary(cfg, summary, run_dir)
     if not args.no_plots:
         write_plots(run_dir)
+    summary["end_to_end_s"] = round(time.perf_counter() - started, 3)  # Running_Results.txt
     return summary, run_dir
 
 

@@ -116,10 +116,10 @@ def dump_yaml(cfg: ExperimentConfig) -> str:
 def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
     """Check ``cfg`` against its workload and fill in what the workload decides.
 
-    Fills ``metric`` and ``mode``; merges ``options``, ``param_space`` and
-    ``pbt.hyperparam_mutations`` over the workload's defaults (a ``null`` mutation removes a
-    default one, so a hyperparameter can be frozen); parses every domain spec; imports
-    ``pbt.custom_explore_fn``. Idempotent.
+    Fills ``metric`` and ``mode``; merges ``options`` and ``param_space`` over the workload's
+    defaults; ``pbt.hyperparam_mutations`` are exactly the ones the config lists, else the
+    workload's defaults (``null`` ones removed, so a hyperparameter can be frozen); parses every
+    domain spec; imports ``pbt.custom_explore_fn``; dry-runs the explore step. Idempotent.
 
     Raises:
         UserError: unknown workload, metric, hyperparameter or option; bad domain spec;
@@ -143,8 +143,7 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
     _check_names("param_space", cfg.param_space, valid, hyper)
     _check_names("pbt.hyperparam_mutations", cfg.pbt.hyperparam_mutations, valid, hyper)
     param_space = {**cls.default_param_space, **cfg.param_space}
-    mutations = {**cls.default_mutations, **cfg.pbt.hyperparam_mutations}
-    mutations = {k: v for k, v in mutations.items() if v is not None}
+    mutations = resolved_mutations(cls.default_mutations, cfg.pbt.hyperparam_mutations)
     try:
         parse_space(param_space, prefix="param_space")
         parse_space(mutations, prefix="pbt.hyperparam_mutations")
@@ -184,6 +183,18 @@ def _dry_run(cfg: ExperimentConfig) -> None:
             f"config error: exploring the initial population fails: {type(exc).__name__}: "
             f"{exc} (check pbt.hyperparam_mutations, param_space and pbt.custom_explore_fn)"))\
             from None
+
+
+def resolved_mutations(defaults: Mapping[str, Any], given: Mapping[str, Any]) -> dict[str, Any]:
+    """What PBT explores: exactly the mutations the config lists, else the workload's defaults.
+
+    Why not a merge: a config that lists lr, momentum and weight_decay must not also mutate the
+    batch size because the workload's defaults do (the original tool keeps it fixed). A config
+    that only sets some defaults to ``null`` freezes those and keeps the other defaults.
+    """
+    if any(v is not None for v in given.values()):
+        return {k: v for k, v in given.items() if v is not None}
+    return {k: v for k, v in defaults.items() if given.get(k, ...) is not None}
 
 
 def _check_names(section: str, given: Mapping[str, Any], valid: list[str], what: str) -> None:

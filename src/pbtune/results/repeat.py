@@ -8,16 +8,18 @@ soon as it ends (a crash keeps the rows already written), then a mean ± std lin
 Format (tab-separated, so ``column -t -s $'\\t'`` aligns it and scripts split on tabs)::
 
     # pbtune --exp-times 3: experiment=quick workload=digits-cnn metric=accuracy mode=max ...
-    rep  seed  runtime_s  best_metric  cpu_s  peak_rss_mb  slots  stop_reason  run_dir
-    1    0     15.204     0.953300     24.11  512.3        2      max_iterations  results/quick/...
+    rep  seed  runtime_s  best_metric  cpu_s  gpu_s  peak_rss_mb  slots  stop_reason  run_dir
+    1    0     19.204     0.953300     24.11  0.00   512.3        2      max_iterations  results/...
     2    1     ...
-    mean±std  -  15.210±0.120  0.951000±0.002000  24.05±0.10  515.0±3.1  2.0±0.0  -  -
+    mean±std  -  19.210±0.120  0.951000±0.002000  24.05±0.10  0.00±0.00  515.0±3.1  2.0±0.0  -  -
 
-Columns: ``runtime_s`` wall seconds of the run (``summary.wall_s``, start-up excluded);
-``best_metric`` the best value of the ranking metric; ``cpu_s`` CPU-seconds held by training
-(``compute_s × resources.cpus_per_trial``); ``peak_rss_mb`` the largest worker resident memory
-(MiB) reported in ``trials.csv``; ``slots`` concurrent workers. The std is the sample standard
-deviation (n − 1; 0 for one repetition). :func:`read_running_results` parses the file back.
+Columns: ``runtime_s`` the repetition's end-to-end seconds, start-up (connecting, starting the
+workers, loading the data) included, as the original tool measured it; ``best_metric`` the best
+value of the ranking metric; ``cpu_s`` / ``gpu_s`` CPU- and GPU-seconds held by training
+(``compute_s × resources.cpus_per_trial`` / ``gpus_per_trial``); ``peak_rss_mb`` the largest
+worker resident memory (MiB) reported in ``trials.csv``; ``slots`` concurrent workers. The std
+is the sample standard deviation (n − 1; 0 for one repetition). :func:`read_running_results`
+parses the file back.
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ from pathlib import Path
 from typing import Any
 
 FILE_NAME = "Running_Results.txt"
-COLUMNS = ("rep", "seed", "runtime_s", "best_metric", "cpu_s", "peak_rss_mb", "slots",
+COLUMNS = ("rep", "seed", "runtime_s", "best_metric", "cpu_s", "gpu_s", "peak_rss_mb", "slots",
            "stop_reason", "run_dir")
-NUMERIC = ("runtime_s", "best_metric", "cpu_s", "peak_rss_mb", "slots")
+NUMERIC = ("runtime_s", "best_metric", "cpu_s", "gpu_s", "peak_rss_mb", "slots")
 MEAN_LABEL = "mean±std"
 
 
@@ -56,9 +58,14 @@ def peak_rss_mb(run_dir: Path) -> float | None:
 def repetition_row(rep: int, cfg: Any, summary: dict[str, Any], run_dir: Path) -> dict[str, Any]:
     """One repetition's numbers (the columns of :data:`COLUMNS`)."""
     best = (summary.get("best") or {}).get("metric")
-    return {"rep": rep, "seed": cfg.seed, "runtime_s": float(summary["wall_s"]),
+    runtime = summary.get("end_to_end_s")
+    if runtime is None:  # start-up + the run's own wall time
+        runtime = float(summary["wall_s"]) + float(summary.get("startup_s") or 0.0)
+    gpus = float(getattr(cfg.resources, "gpus_per_trial", 0.0) or 0.0)
+    return {"rep": rep, "seed": cfg.seed, "runtime_s": float(runtime),
             "best_metric": float(best) if best is not None else math.nan,
             "cpu_s": float(summary["compute_s"]) * float(cfg.resources.cpus_per_trial),
+            "gpu_s": float(summary["compute_s"]) * gpus,
             "peak_rss_mb": peak_rss_mb(run_dir) or math.nan, "slots": int(summary["slots"]),
             "stop_reason": summary.get("stop_reason", "-"), "run_dir": str(run_dir)}
 
