@@ -52,3 +52,13 @@ def test_an_unpicklable_state_fails_its_trial_alone_on_ray(ray_local, tmp_path):
     assert all("could not be sent back" in e and "picklable" in e
                for e in summary["errors"].values())
     assert json.loads((run_dir / "summary.json").read_text())["stop_reason"] == "max_iterations"
+
+
+@pytest.mark.ray
+def test_a_run_in_which_every_trial_failed_exits_non_zero(ray_local, tmp_path, capsys):
+    code = main(["run", "--quiet", "--no-plots", "--results-dir", str(tmp_path), "--workload",
+                 TOY, "--set", 'options={"raise_at": 1}', "--set", "population=2",
+                 "--set", "stop.max_iterations=2", "--set", "pbt.perturbation_interval=1"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "error: every trial failed (first: RuntimeError: boom in user code)" in err

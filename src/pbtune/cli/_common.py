@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from typing import Any
 
@@ -40,6 +41,6 @@ def resolved_config(args: argparse.Namespace, extra: list[str] | None = None) ->
     for flag, key in (("workload", "workload"), ("seed", "seed"), ("engine", "engine"),
                       ("address", "resources.address")):
         value = getattr(args, flag, None)
-        if value is not None:
-            overrides.append(f"{key}={value}")
+        if value is not None:  # a value, not YAML: a '#' in a path must not start a comment
+            overrides.append(f"{key}={json.dumps(value)}")
     return resolve(load_config(args.config, overrides))

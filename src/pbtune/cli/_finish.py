@@ -36,10 +36,17 @@ def print_summary(cfg: Any, summary: dict[str, Any], run_dir: Any) -> None:
         print(f"errored trials: {', '.join(sorted(summary['errors']))} (see summary.json)")
 
 
-def interrupted_exit(summary: dict[str, Any], run_dir: Path) -> int:
-    """Exit code 130 and the resume command after Ctrl-C; 0 otherwise."""
-    if summary.get("stop_reason") != "interrupted":
-        return 0
-    print(f"interrupted; checkpoints written. Continue with: pbtune resume {run_dir}",
-          file=sys.stderr)
-    return 130
+def exit_code(summary: dict[str, Any], run_dir: Path) -> int:
+    """130 and the resume command after Ctrl-C or SIGTERM; 1 when every trial failed (a run that
+    trained nothing must not look like a success to a script or a batch scheduler); else 0."""
+    if summary.get("stop_reason") == "interrupted":
+        print(f"interrupted; checkpoints written. Continue with: pbtune resume {run_dir}",
+              file=sys.stderr)
+        return 130
+    errors = summary.get("errors") or {}
+    if summary.get("trials") and len(errors) >= summary["trials"]:
+        first = next(iter(errors.values()), "")
+        print(f"error: every trial failed (first: {first}); see {run_dir}/summary.json and "
+              f"{run_dir}/trials/<trial>/error.txt", file=sys.stderr)
+        return 1
+    return 0

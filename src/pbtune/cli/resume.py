@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from pbtune.cli._common import add_command
-from pbtune.cli._finish import interrupted_exit, print_summary
+from pbtune.cli._finish import exit_code, print_summary
 from pbtune.errors import UserError
 
 
@@ -104,7 +104,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     finally:
         lock.release()
     print_summary(cfg, summary, run_dir)
-    return interrupted_exit(summary, run_dir)
+    return exit_code(summary, run_dir)
 
 
 def restore_run(engine: Any, run_dir: Path, cfg: Any,

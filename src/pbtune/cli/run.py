@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from pbtune.cli._common import add_command, add_config_args, add_results_dir, resolved_config
-from pbtune.cli._finish import interrupted_exit, journal_header, print_summary
+from pbtune.cli._finish import exit_code, journal_header, print_summary
 from pbtune.errors import UserError
 
 
@@ -24,7 +24,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = resolved_config(args)
     if args.exp_times is None:
         summary, run_dir = run_once(args, cfg)
-        return interrupted_exit(summary, run_dir)  # 130 and the resume command after Ctrl-C
+        return exit_code(summary, run_dir)  # 130 and the resume command after Ctrl-C
     from pbtune.results.repeat import RunningResults
 
     if args.exp_times < 1:
@@ -35,7 +35,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"repetition {rep}/{args.exp_times} (seed {rep_cfg.seed})", flush=True)
         summary, run_dir = run_once(args, rep_cfg)
         if summary.get("stop_reason") == "interrupted":
-            return interrupted_exit(summary, run_dir)  # no mean over an interrupted series
+            return exit_code(summary, run_dir)  # no mean over an interrupted series
         log.add(rep, rep_cfg, summary, run_dir)
     log.finish()
     print(f"{args.exp_times} repetitions (mean ± std): {log.describe()}; appended to {log.path}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 from pbtune.cli._common import add_command
@@ -17,7 +18,10 @@ def cmd_runs(args: argparse.Namespace) -> int:
     """
     from pbtune.results.runs import find_runs, format_runs
 
-    runs = find_runs(args.root)
+    damaged: list[str] = []
+    runs = find_runs(args.root, damaged)
+    for problem in damaged:
+        print(f"warning: skipped damaged run {problem}", file=sys.stderr)
     if args.limit:
         runs = runs[: args.limit]
     print(format_runs(runs) if runs else f"no runs under {args.root}")

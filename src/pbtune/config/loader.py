@@ -126,7 +126,7 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
             unimportable explore function.
     """
     from pbtune.pbt import load_callable, parse_space
-    from pbtune.workloads.registry import get
+    from pbtune.workloads.registry import canonical_spec, get
 
     cls = get(cfg.workload)  # an unknown workload's UserError names the valid ones
     where = f"workload {cfg.workload}"
@@ -158,6 +158,7 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
         )
     data = cfg.model_dump()
     data.update(
+        workload=canonical_spec(cfg.workload),  # a relative file path works from any directory
         metric=metric,
         mode=cfg.mode or metrics[metric],
         options={**cls.default_options, **cfg.options},

@@ -13,7 +13,9 @@ from __future__ import annotations
 import copy
 import importlib
 import math
+import os
 import random
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -178,9 +180,11 @@ def load_callable(path: str, *, name: str = "custom_explore_fn") -> Callable[...
         module_name, _, attr_path = path.rpartition(".")
     if not module_name or not attr_path:
         raise ValueError(f"{name}: {path!r} is not an import path; {hint}")
+    if os.getcwd() not in sys.path and "" not in sys.path:  # as the hint promises
+        sys.path.insert(0, os.getcwd())
     try:
         target: Any = importlib.import_module(module_name)
-    except Exception as exc:  # any import failure (also a SyntaxError inside) is a user error
+    except (Exception, SystemExit) as exc:  # any import failure is a user error
         raise ValueError(
             f"{name}: cannot import module {module_name!r} ({type(exc).__name__}: {exc}); {hint}"
         ) from exc

@@ -39,8 +39,23 @@ def read_trials(run_dir: Path) -> pd.DataFrame:
     path = Path(run_dir) / "trials.csv"
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame(columns=["trial_id", "iteration"])
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path, on_bad_lines="skip")  # a torn last row is dropped
+    except (ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise damaged(path, exc) from None
+    if not {"trial_id", "iteration"} <= set(frame.columns):
+        raise damaged(path, "no trial_id and iteration columns")
+    frame["iteration"] = pd.to_numeric(frame["iteration"], errors="coerce")
+    frame = frame.dropna(subset=["iteration"])
+    frame["iteration"] = frame["iteration"].astype(int)
     return frame.sort_values(["trial_id", "iteration"], kind="stable").reset_index(drop=True)
+
+
+def damaged(path: Path, why: Any) -> UserError:
+    """The one-line error for a result file that cannot be read."""
+    reason = why if isinstance(why, str) else f"{type(why).__name__}: {why}"
+    first = (str(reason).strip().splitlines() or [""])[0]
+    return UserError(f"{path} is damaged ({first}); restore it or rerun the experiment")
 
 
 def read_decisions(path: Path) -> list[list[Any]]:
@@ -48,23 +63,35 @@ def read_decisions(path: Path) -> list[list[Any]]:
     path = Path(path)
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    rows = []
+    for n, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            if n == len(lines) - 1:  # a half-written last line: the run was killed writing it
+                break
+            raise damaged(path, f"line {n + 1} is not JSON") from None
+        if not isinstance(row, list) or len(row) < 6:
+            raise damaged(path, f"line {n + 1} is not a PBT log row")
+        rows.append(row)
+    return rows
 
 
 def run_metric(run_dir: Path, frame: pd.DataFrame) -> str:
     """The ranking metric: from ``summary.json``, else ``config.yaml``, else the first metric."""
-    summary = Path(run_dir) / "summary.json"
-    if summary.is_file():
-        metric = json.loads(summary.read_text()).get("metric")
-        if metric:
-            return str(metric)
-    config = Path(run_dir) / "config.yaml"
-    if config.is_file():
-        import yaml
+    import yaml
 
-        metric = (yaml.safe_load(config.read_text()) or {}).get("metric")
-        if metric:
-            return str(metric)
+    for name, parse in (("summary.json", json.loads), ("config.yaml", yaml.safe_load)):
+        path = Path(run_dir) / name
+        if not path.is_file():
+            continue
+        try:  # a damaged file here only loses the hint; the frame still names the metrics
+            data = parse(path.read_text())
+        except (OSError, ValueError, yaml.YAMLError):
+            continue
+        if isinstance(data, dict) and data.get("metric"):
+            return str(data["metric"])
     from pbtune.results.writer import META_COLUMNS
 
     skip = {"trial_id", "iteration", *META_COLUMNS}

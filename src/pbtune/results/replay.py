@@ -110,7 +110,7 @@ def trial_seed(run_dir: Path, trial_id: str, default: int) -> int:
                 event = json.loads(line)
             except ValueError:
                 continue
-            if event.get("event") == "start":
+            if isinstance(event, dict) and event.get("event") == "start":
                 for trial in event.get("trials", []):
                     if trial.get("trial_id") == trial_id:
                         return int(trial["seed"])

@@ -16,7 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pbtune.results.plots import make_plots, read_decisions, read_trials, run_metric
+from pbtune.results.plots import damaged, make_plots, read_decisions, read_trials, run_metric
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto;
@@ -65,7 +65,15 @@ def _table(header: list[str], rows: list[list[Any]], left: int = 1,
 
 
 def _load_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise damaged(path, exc) from None
+    if not isinstance(data, dict):
+        raise damaged(path, "not a JSON object")
+    return data
 
 
 def trial_table(run_dir: Path, summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:

@@ -67,11 +67,17 @@ def _load_from_path(spec: str) -> type:
         sys.modules[mod_name] = module
         try:
             mod_spec.loader.exec_module(module)
+        except SystemExit as exc:  # script code run on import: not a reason to end pbtune
+            raise UserError(f"importing {path} called sys.exit({exc.code!r}); guard the "
+                            "module's script code with `if __name__ == \"__main__\":`") from exc
         except Exception as exc:  # user code: report, do not crash with a traceback
             raise UserError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
     else:
         try:
             module = importlib.import_module(target)
+        except SystemExit as exc:
+            raise UserError(f"importing {target} called sys.exit({exc.code!r}); guard the "
+                            "module's script code with `if __name__ == \"__main__\":`") from exc
         except ImportError as exc:
             raise UserError(
                 f"cannot import module {target!r} for workload {spec!r}: {exc}; "
