@@ -63,10 +63,6 @@ def tune_run(run_dir: Path) -> list[str]:
     return [str(run_dir)]
 
 
-def never_started(run_dir: Path) -> list[str]:
-    return [str(run_dir)]
-
-
 CASES = [
     # (id, setup(run_dir) -> argv after "resume", words the message must contain)
     ("run dir does not exist", lambda d: [str(d.parent / "nope")], ["does not exist"]),
@@ -77,7 +73,6 @@ CASES = [
     ("config edited between run and resume", edited_config, ["was edited", "restore it"]),
     ("override changes the experiment", changing_override, ["population=8", "stored config"]),
     ("config.yaml missing", missing_config, ["config.yaml", "missing"]),
-    ("run died before training", never_started, ["never started"]),
     ("a Tune engine run", tune_run, ["engine: tune", "native engine only", "pbtune run"]),
 ]
 

@@ -150,3 +150,25 @@ def test_signal_stops_cleanly_with_resume_command(ray_local, tmp_path, capsys, s
     assert journal(run_dir)[-1]["event"] == "cut"  # the interrupt checkpoints are the last word
     assert main(["resume", str(run_dir), "--quiet"]) == 0
     assert_complete(run_dir, 12)
+
+
+@pytest.mark.parametrize("journal_kept", [False, True])
+def test_a_run_killed_before_training_is_started_over_by_resume(ray_local, tmp_path, capsys,
+                                                                 journal_kept):
+    """Killed after its folder was made (config.yaml, meta.json) but before any training: with
+    no journal, or a journal with its header only, resume trains it from the start there."""
+    from pbtune.config import dump_yaml
+    from pbtune.results import create_run_dir, write_metadata
+
+    cfg = toy_config(**{k: v for k, v in SETS.items() if k != "workload"})
+    run_dir = create_run_dir(tmp_path, cfg.name)
+    write_metadata(run_dir, dump_yaml(cfg))
+    if journal_kept:
+        from pbtune.cli._finish import journal_header
+        from pbtune.store.journal import Journal
+
+        Journal(run_dir, journal_header(run_dir)).close()
+    assert main(["resume", str(run_dir), "--quiet"]) == 0
+    assert_complete(run_dir, 12)
+    if not journal_kept:
+        assert "never started training; starting it over" in capsys.readouterr().err

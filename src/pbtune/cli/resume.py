@@ -35,6 +35,15 @@ def load_run(run_dir: Path, overrides: list[str], address: str | None) -> tuple[
         raise UserError(f"{run_dir} ran with engine: tune, and pbtune resume supports the native "
                         f"engine only (Ray Tune's experiment restore is not wired in); run it "
                         f"again with `pbtune run {cfg_path}`")
+    if not (run_dir / JOURNAL_NAME).exists() and cfg_path.is_file() and (
+            run_dir / "meta.json").is_file():
+        # Killed after its folder was made but before training began: start it over there.
+        from pbtune.cli._finish import journal_header
+        from pbtune.store.journal import Journal
+
+        print(f"{run_dir} has no journal: the run never started training; starting it over "
+              "from its config.yaml", file=sys.stderr)
+        Journal(run_dir, journal_header(run_dir)).close()
     header, events = read_journal(run_dir)
     if not cfg_path.is_file():
         raise UserError(f"{cfg_path} is missing; a run cannot be resumed without the config it "
@@ -130,6 +139,10 @@ def _restore(engine: Any, run_dir: Path, cfg: Any,
     from pbtune.store.checkpoints import CheckpointStore
     from pbtune.store.journal import find_resume_point
 
+    if not any(e.get("event") == "start" for e in events):  # never trained: from the start
+        engine.prepare()
+        engine.enable_recovery(run_dir)
+        return {"iteration": 0}, {}
     store = CheckpointStore(run_dir)
     cut, messages = find_resume_point(run_dir, events, store.verify)
     for message in messages:
