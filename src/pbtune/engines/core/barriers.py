@@ -15,10 +15,10 @@ trial's results, are the same as without early release; only the order of segmen
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pbtune.engines.base import ERROR, LIVE, PAUSED, TERMINATED
+from pbtune.engines.base import ERROR, LIVE, PAUSED, PENDING, TERMINATED
 from pbtune.engines.core.events import Restore
 from pbtune.engines.core.state import Kept, TrialState
 from pbtune.pbt.policy import safe_from_exploit
@@ -66,6 +66,16 @@ class Barriers:
         """The iteration ``t``'s next segment ends at."""
         return self.segment_end(t, self.limit(t, barrier))
 
+    def may_go_on(self, released: Iterable[TrialState]) -> list[TrialState]:
+        """Of trials released past the current barrier, those waiting below the next one."""
+        out = []
+        for t in released:
+            kept = t.kept
+            if kept is not None and t.status in (PENDING, PAUSED) and t.iteration < self.after(
+                    kept.iteration) and self.released(t, kept.iteration):
+                out.append(t)
+        return out
+
     def scores_at(self, trials: Mapping[str, TrialState], barrier: int) -> dict[str, float]:
         """Trial id → raw score at ``barrier`` of every trial ranked there so far.
 
@@ -82,14 +92,19 @@ class Barriers:
         return scores
 
     def release(self, trials: Mapping[str, TrialState], barrier: int, policy: object,
-                mode: str) -> list[TrialState]:
-        """Release the trials waiting at ``barrier`` that its decisions cannot replace."""
+                mode: str, pending: int | None = None) -> list[TrialState]:
+        """Release the trials waiting at ``barrier`` that its decisions cannot replace.
+
+        ``pending``: live trials still below the barrier (counted here when not given).
+        """
         waiting = [t for t in trials.values() if t.status == PAUSED
                    and t.iteration == barrier and not self.released(t, barrier)]
         if not waiting:
             return []
         if policy.is_boundary(barrier):  # type: ignore[attr-defined]
-            pending = sum(1 for t in trials.values() if t.status in LIVE and t.iteration < barrier)
+            if pending is None:
+                pending = sum(1 for t in trials.values()
+                              if t.status in LIVE and t.iteration < barrier)
             sign = 1.0 if mode == "max" else -1.0
             scores = {tid: sign * v for tid, v in self.scores_at(trials, barrier).items()}
             fraction = policy.settings.quantile_fraction  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from pbtune.engines.base import (
+    ERROR,
     LIVE,
     PAUSED,
     PENDING,
@@ -32,7 +33,6 @@ from pbtune.engines.core import failures, intake
 from pbtune.engines.core.barriers import Barriers
 from pbtune.engines.core.cuts import CutTracker
 from pbtune.engines.core.events import (
-    AbandonSegments,
     CheckpointWritten,
     Command,
     Event,
@@ -48,6 +48,7 @@ from pbtune.engines.core.events import (
     WorkersChanged,
 )
 from pbtune.engines.core.exploit import apply_decisions
+from pbtune.engines.core.index import PopulationIndex
 from pbtune.engines.core.resume import ResumePoint
 from pbtune.engines.core.settings import RunSettings
 from pbtune.engines.core.state import Running, TrialState
@@ -74,16 +75,17 @@ class PopulationCoordinator:
         self.best: dict[str, Any] | None = None  # trial_id, metric, config, iteration
         self.best_state: Any = None  # handle of the best result's state
         self.exploits, self.stop_reason = 0, "max_iterations"
-        self.stopping = self.interrupted = self.finished = False
-        self._stop_sent = False
+        self.stopping = self.interrupted = self.finished = self._stop_sent = False
         self.last_barrier = 0  # the last barrier whose decisions were made
         self.barrier = self.bar.after(0)  # the barrier trials now run up to
         self.resumed_from: int | None = None
         self.compute_before_s = 0.0  # compute (s) restored trials carry from before a resume
         self.pool = WorkerTable()
+        self.released: set[str] = set()  # trials released past the current barrier
         self.latest: dict[str, CheckpointWritten] = {}  # trial → its newest checkpoint on disk
         if resume is not None:
             self._resume(resume)
+        self.index = PopulationIndex(self.trials, self.barrier)
 
     # -- the interface ---------------------------------------------------------------------------
     def start(self, workers: WorkersChanged, now_s: float = 0.0) -> list[Command]:
@@ -134,18 +136,13 @@ class PopulationCoordinator:
                 out.append(StopSegments())
                 self._stop_sent = True
             if self.stop_reason == "time_budget" and now_s >= budget + self.s.grace_s:
-                out += self._abandon()
-            if not self.stopping and self.barrier < self.s.max_iter and not any(
-                    t.status in LIVE and t.iteration < self.barrier for t in self.trials.values()):
+                out += failures.abandon(self.trials, self.pool.running)
+            if not self.stopping and self.barrier < self.s.max_iter and not self.index.behind:
                 out += self._pass_barrier()  # all reached it (some went on)
                 continue
-            if not self.stopping and self.s.early_release and self.policy.perturbs \
-                    and self.barrier < self.s.max_iter:
-                self.bar.release(self.trials, self.barrier, self.policy, self.s.mode)
             out += self._dispatch(now_s)
             if not self.pool.running:
-                if self.stopping or not any(t.status in (PENDING, PAUSED)
-                                            for t in self.trials.values()):
+                if self.stopping or not (self.index.counts[PENDING] + self.index.counts[PAUSED]):
                     self.finished = True
                     break
                 if not self.pool.idle():
@@ -186,20 +183,6 @@ class PopulationCoordinator:
         self.best, self.best_state, self.resumed_from = r.best, r.best_state, r.cut_iteration
         self.latest = dict(r.latest)
 
-    def _abandon(self) -> list[Command]:
-        """Give up segments running a grace period past the budget (redone on resume)."""
-        workers = tuple(sorted(self.pool.running))
-        if not workers:
-            return []
-        out: list[Command] = [AbandonSegments(workers)]
-        for w in workers:
-            t = self.trials[self.pool.running.pop(w).trial_id]
-            t.status = PENDING if t.iteration == 0 else PAUSED
-            t.worker, t.pending = None, t.running_from
-            out.append(Journal({"event": "abandoned", "trial": t.trial_id, "worker": w,
-                                "iteration": t.iteration, "reason": "time_budget"}, sync=True))
-        return out
-
     # -- events ----------------------------------------------------------------------------------
     def _finished(self, ev: SegmentFinished, now_s: float) -> list[Command]:
         run = self.pool.running.pop(ev.worker)
@@ -212,7 +195,9 @@ class PopulationCoordinator:
                             "status": t.status, "worker": ev.worker, "rows": len(rows),
                             "score": t.scores.get(t.iteration)}))
         if self.cuts is not None:
-            out += self.cuts.assemble(self.trials, self._cut_extra())
+            counts = self.index.counts
+            out += self.cuts.assemble(self.trials, self._cut_extra(), spare=counts[TERMINATED]
+                                      + counts[ERROR] + counts[PENDING])
         return out
 
     def _absorb(self, t: TrialState, ev: SegmentFinished) -> list[Command]:
@@ -235,24 +220,35 @@ class PopulationCoordinator:
         return out
 
     def _dispatch(self, now_s: float) -> list[Command]:
-        """Idle workers take trials still to reach the barrier, then released ones."""
+        """Idle workers take trials still to reach the barrier, then released ones (early
+        release is decided only when a worker is left idle, the only time it can matter)."""
         if self.stopping:
             return []
-        barrier = self.barrier
-        runnable = [t for t in self.trials.values() if t.status in (PENDING, PAUSED)
-                    and t.iteration < self.bar.limit(t, barrier)]
-        running = self.pool.busy(now_s)
-        out: list[Command] = []
-        for group in ([t for t in runnable if t.iteration < barrier],
-                      [t for t in runnable if t.iteration >= barrier]):
+        barrier, running, out = self.barrier, self.pool.busy(now_s), []
+        for group in ("behind", "released"):
             idle = self.pool.idle()
-            if not idle or not group:
+            if not idle:
+                break
+            if group == "behind":
+                if not self.index.runnable:
+                    continue
+                trials = self.index.candidates(len(idle)) if self.dispatcher.local \
+                    else self.index.all_runnable()
+            else:
+                trials = self._released_runnable(barrier)
+            if not trials:
                 continue
             for worker, t in self.dispatcher.assign(
-                    idle, group, running, speeds=self.pool.speeds, mode=self.s.mode,
+                    idle, trials, running, speeds=self.pool.speeds, mode=self.s.mode,
                     length=lambda t: self.bar.end(t, barrier) - t.iteration):
                 out.append(self._start(worker, t, now_s))
         return out
+
+    def _released_runnable(self, barrier: int) -> list[TrialState]:
+        if self.s.early_release and self.policy.perturbs and barrier < self.s.max_iter:
+            self.released.update(t.trial_id for t in self.bar.release(
+                self.trials, barrier, self.policy, self.s.mode, pending=len(self.index.behind)))
+        return self.bar.may_go_on(self.trials[tid] for tid in sorted(self.released))
 
     def _start(self, worker: int, t: TrialState, now_s: float) -> RunSegment:
         restore, drop_from = t.pending, None
@@ -280,6 +276,8 @@ class PopulationCoordinator:
                 t.kept = None
         self.last_barrier = barrier
         self.barrier = self.bar.after(barrier)
+        self.released.clear()
+        self.index.set_barrier(self.barrier)
         return out
 
     def _perturb(self, iteration: int) -> list[Command]:

@@ -40,10 +40,17 @@ class CutTracker:
             self._pending.setdefault(it, {})[t.trial_id] = trial_record(t)
         return out
 
-    def assemble(self, trials: Mapping[str, TrialState], extra: dict[str, Any]) -> list[Command]:
-        """Cuts whose trials have all passed them (call before perturbing)."""
+    def assemble(self, trials: Mapping[str, TrialState], extra: dict[str, Any],
+                 spare: int | None = None) -> list[Command]:
+        """Cuts whose trials have all passed them (call before perturbing).
+
+        ``spare``: trials that are ended or not started (an upper bound on those that count
+        without a record); when even they cannot complete the oldest cut, nothing is scanned.
+        """
         out: list[Command] = []
         for c in sorted(self._pending):
+            if spare is not None and len(self._pending[c]) + spare < len(trials):
+                return out
             records = dict(self._pending[c])
             for tid, t in trials.items():
                 if tid in records:

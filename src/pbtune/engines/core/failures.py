@@ -12,9 +12,11 @@ donor at the next boundary. Both count against ``fault_tolerance.max_failures`` 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-from pbtune.engines.base import ERROR, PAUSED
+from pbtune.engines.base import ERROR, PAUSED, PENDING
 from pbtune.engines.core.events import (
+    AbandonSegments,
     CheckpointWritten,
     Command,
     Journal,
@@ -74,6 +76,22 @@ def worker_lost(t: TrialState, event: SegmentLost, trials: Mapping[str, TrialSta
     if event.state_lost or (restore is None and t.iteration > 0):
         restore = from_disk(t, latest.get(t.trial_id))
     t.pending = restore
+    return out
+
+
+def abandon(trials: Mapping[str, TrialState], running: dict[int, Any]) -> list[Command]:
+    """Give up segments still running a grace period past the time budget: stop their workers
+    and put their trials back at the start of the segment (resume runs it again)."""
+    workers = tuple(sorted(running))
+    if not workers:
+        return []
+    out: list[Command] = [AbandonSegments(workers)]
+    for w in workers:
+        t = trials[running.pop(w).trial_id]
+        t.status = PENDING if t.iteration == 0 else PAUSED
+        t.worker, t.pending = None, t.running_from
+        out.append(Journal({"event": "abandoned", "trial": t.trial_id, "worker": w,
+                            "iteration": t.iteration, "reason": "time_budget"}, sync=True))
     return out
 
 

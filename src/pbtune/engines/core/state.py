@@ -61,6 +61,7 @@ class TrialState:
     recorded: int = 0
     ckpt_iter: int = -1
     kept: Kept | None = None
+    index: Any = field(default=None, repr=False, compare=False)  # told of every change below
 
     # The record's fields the coordinator and the dispatchers read and write all the time.
     @property
@@ -74,6 +75,8 @@ class TrialState:
     @iteration.setter
     def iteration(self, value: int) -> None:
         self.record.iteration = value
+        if self.index is not None:
+            self.index.touch(self)
 
     @property
     def status(self) -> str:
@@ -82,6 +85,8 @@ class TrialState:
     @status.setter
     def status(self, value: str) -> None:
         self.record.status = value
+        if self.index is not None:
+            self.index.touch(self)
 
     @property
     def worker(self) -> int | None:
@@ -91,6 +96,8 @@ class TrialState:
     @worker.setter
     def worker(self, value: int | None) -> None:
         self.record.worker = value
+        if self.index is not None:
+            self.index.touch(self)
 
     @property
     def config(self) -> dict[str, Any]:

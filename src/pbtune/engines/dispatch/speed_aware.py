@@ -36,6 +36,8 @@ from pbtune.engines.dispatch.base import DISPATCHERS, Dispatcher, T, promise
 class SpeedAwareDispatcher(Dispatcher):
     """Starts what an EFT plan of all runnable segments gives the idle workers now."""
 
+    local = False  # the plan covers every runnable segment
+
     def assign(self, idle: Sequence[int], runnable: Sequence[T],
                running: Mapping[int, tuple[float, int]], *, speeds: Mapping[int, float],
                mode: str, length: Callable[[T], int]) -> list[tuple[int, T]]:
