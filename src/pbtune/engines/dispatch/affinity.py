@@ -26,6 +26,8 @@ def _tier(trial: T, worker: int, busy: set[int]) -> int:
 class AffinityDispatcher(Dispatcher):
     """Each idle worker in turn takes the trial cheapest to run there, then the longest waiting."""
 
+    local = True  # the longest-waiting of each holder is all it ever takes
+
     def assign(self, idle: Sequence[int], runnable: Sequence[T],
                running: Mapping[int, tuple[float, int]], *, speeds: Mapping[int, float],
                mode: str, length: Callable[[T], int]) -> list[tuple[int, T]]:

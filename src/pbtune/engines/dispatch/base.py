@@ -109,10 +109,10 @@ class Dispatcher(ABC):
 
     name: ClassVar[str] = ""
     #: True when the choice for a worker only ever takes, from each holder's runnable trials
-    #: (each worker's, and the unheld ones), its longest-waiting: the engine then passes just
-    #: those, so a dispatch costs the same with 20 or 20,000 trials. ``speed-aware`` plans over
-    #: every runnable segment and is False.
-    local: ClassVar[bool] = True
+    #: (each worker's, and the unheld ones), its longest-waiting (``affinity``, ``fifo``): the
+    #: engine then passes just those, so a dispatch costs the same with 20 or 20,000 trials.
+    #: False (the safe default): every runnable trial is passed.
+    local: ClassVar[bool] = False
 
     @abstractmethod
     def assign(self, idle: Sequence[int], runnable: Sequence[T],

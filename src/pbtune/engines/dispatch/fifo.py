@@ -15,6 +15,8 @@ from pbtune.engines.dispatch.base import DISPATCHERS, Dispatcher, T, one_at_a_ti
 class FifoDispatcher(Dispatcher):
     """Each idle worker in turn takes the trial with the least progress (then the lowest id)."""
 
+    local = True  # the longest-waiting of each holder is all it ever takes
+
     def assign(self, idle: Sequence[int], runnable: Sequence[T],
                running: Mapping[int, tuple[float, int]], *, speeds: Mapping[int, float],
                mode: str, length: Callable[[T], int]) -> list[tuple[int, T]]:
