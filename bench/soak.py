@@ -92,13 +92,17 @@ def main() -> int:
     parser.add_argument("--cpus", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=5000, help="results before measuring")
     parser.add_argument("--sweep", metavar="P1,P2,...",
-                        help="populations to run one after another (about 40,000 results each, "
-                             "at least 4 iterations per trial): results/s and driver memory "
-                             "per population, and each rate over the first")
+                        help="populations to run one after another, each for --sweep-iterations "
+                             "iterations per trial: results/s and driver memory per population, "
+                             "and each rate over the first")
+    parser.add_argument("--sweep-iterations", type=int, default=20,
+                        help="iterations per trial in a sweep (the same for every population, so "
+                             "per-trial costs such as each trial's final checkpoint weigh the "
+                             "same; default 20)")
     args = parser.parse_args()
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
     if args.sweep:
-        return sweep([int(p) for p in args.sweep.split(",")], args.cpus)
+        return sweep([int(p) for p in args.sweep.split(",")], args.cpus, args.sweep_iterations)
     r = run_one(args.trials, args.iterations, args.cpus, args.warmup)
     print(f"results: {r['results']} ({args.trials} trials x {args.iterations} iterations, "
           f"{r['exploits']} exploits, {r['slots']} slots on {args.cpus} CPUs)")
@@ -111,12 +115,10 @@ def main() -> int:
     return 0 if r["results"] >= 20000 else 1
 
 
-def sweep(populations: list[int], cpus: int) -> int:
+def sweep(populations: list[int], cpus: int, iterations: int) -> int:
     """The population sweep: is the driver's cost per result independent of the population?"""
     rows = []
     for trials in populations:
-        iterations = max(4, 40000 // trials)
-        iterations += iterations % 2  # whole perturbation intervals
         results = trials * iterations
         rows.append(run_one(trials, iterations, cpus, warmup=min(5000, results // 10)))
         r = rows[-1]

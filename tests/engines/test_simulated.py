@@ -315,3 +315,56 @@ def test_pb2_interrupted_after_an_exploit_resumes_to_the_same_run(tmp_path, k):
     assert decisions(run_dir) == decisions(ref_dir)
     assert scores(run_dir) == scores(ref_dir)
     assert summary["best"] == reference["best"]
+
+
+DIE = """
+import os, sys
+sys.path.insert(0, {repo!r})
+from pathlib import Path
+from pbtune.engines import Callback
+from pbtune.engines.native.engine import NativeEngine
+from pbtune.engines.simulated import SimulatedExecutor
+from pbtune.config import load_config, resolve
+from pbtune.results import ResultsWriter
+
+class Die(Callback):
+    seen = 0
+    def _tick(self, *args):
+        self.seen += 1
+        if self.seen == {n}:
+            os._exit(137)  # as SIGKILL: nothing runs on exit, queued writes are lost
+    on_result = on_exploit = on_segment = on_trial_end = _tick
+
+run_dir = Path({run_dir!r})
+cfg = resolve(load_config(str(run_dir / "config.yaml"), env={{}}))
+engine = NativeEngine(cfg, [ResultsWriter(run_dir), Die()],
+                      executor=SimulatedExecutor(cfg, {speeds!r}))
+engine.enable_recovery(run_dir, {{"config_sha256": None}})
+engine.run()
+"""
+
+
+@pytest.mark.parametrize("n", [3, 12, 13, 20, 31, 44, 57, 70])
+def test_killed_after_an_event_then_resumed_equals_the_uninterrupted_run(tmp_path, n):
+    """The driver process dies (os._exit, as SIGKILL) right after the n-th event; resume goes
+    on from the newest cut that reached the disk and ends like the uninterrupted run."""
+    import subprocess
+
+    from tests.conftest import REPO
+
+    speeds = (1.0, 2.5)
+    cfg = toy_config(**SETS)
+    counter = Count()
+    reference, ref_dir, _ex = simulate(cfg, tmp_path / "ref", speeds, [counter])
+    assert n < counter.seen
+    run_dir = create_run_dir(tmp_path / "run", cfg.name)
+    write_metadata(run_dir, dump_yaml(cfg))
+    code = DIE.format(repo=str(REPO), n=n, run_dir=str(run_dir), speeds=speeds)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 137, proc.stderr[-2000:]
+    summary = resume_simulated(run_dir, speeds)
+    assert summary["stop_reason"] == "max_iterations"
+    assert decisions(run_dir) == decisions(ref_dir)
+    assert scores(run_dir) == scores(ref_dir)
+    assert summary["best"] == reference["best"]
