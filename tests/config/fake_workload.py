@@ -42,3 +42,8 @@ class FakeWorkload(Workload):
 def explore_identity(config: dict[str, Any]) -> dict[str, Any]:
     """An importable custom_explore_fn for resolve tests."""
     return config
+
+
+def explore_raises(config: dict[str, Any]) -> dict[str, Any]:
+    """A custom_explore_fn with a bug, for the config-time dry run."""
+    raise RuntimeError("bug in my explore")

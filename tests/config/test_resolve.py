@@ -97,3 +97,20 @@ def test_quickstart_preset_resolves_against_digits_cnn():
     assert set(cfg.param_space) == {"lr", "momentum", "weight_decay", "batch_size"}
     assert cfg.options["width"] == 16  # digits-cnn's default_options filled in
     assert cfg.pbt.perturbation_interval <= cfg.stop.max_iterations
+
+
+@pytest.mark.parametrize("overrides,words", [
+    (["param_space.lr=-0.1"], ["trial t000's sampled config cannot train", "lr = -0.1",
+                               "finite number >= 0", "check param_space"]),
+    (["pbt.hyperparam_mutations.lr={uniform: [-1, -0.5]}"],
+     ["an explored config cannot train", "lr = -", "check pbt.hyperparam_mutations"]),
+    (["pbt.custom_explore_fn=tests.config.fake_workload:explore_raises"],
+     ["exploring the initial population fails", "RuntimeError", "custom_explore_fn"]),
+])
+def test_values_no_trial_can_train_with_are_refused_before_anything_starts(
+        fake_workload, overrides, words):
+    """Issue 14 items 8 and 10: found at config time, not when every trial has errored."""
+    with pytest.raises(UserError) as err:
+        resolve(fake(*overrides))
+    for word in words:
+        assert word in str(err.value)

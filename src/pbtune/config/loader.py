@@ -150,7 +150,9 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
         if cfg.pbt.custom_explore_fn:
             load_callable(cfg.pbt.custom_explore_fn, name="pbt.custom_explore_fn")
     except ValueError as exc:
-        raise UserError(one_line(f"config error: {exc}")) from None
+        hint = "" if "(check" in str(exc) else (
+            " (check pbt.hyperparam_mutations, param_space and pbt.custom_explore_fn)")
+        raise UserError(one_line(f"config error: {exc}{hint}")) from None
     if cfg.pbt.enabled and not mutations and not cfg.pbt.custom_explore_fn:
         raise UserError(
             f"pbt.hyperparam_mutations is empty for {where}: PBT would have nothing to explore; "
@@ -179,7 +181,11 @@ def _dry_run(cfg: ExperimentConfig) -> None:
         dry_run(cfg)
     except UserError:
         raise
-    except Exception as exc:
+    except ValueError as exc:
+        hint = "" if "(check" in str(exc) else (
+            " (check pbt.hyperparam_mutations, param_space and pbt.custom_explore_fn)")
+        raise UserError(one_line(f"config error: {exc}{hint}")) from None
+    except Exception as exc:  # explore or a custom_explore_fn raised something else
         raise UserError(one_line(
             f"config error: exploring the initial population fails: {type(exc).__name__}: "
             f"{exc} (check pbt.hyperparam_mutations, param_space and pbt.custom_explore_fn)"))\

@@ -53,9 +53,17 @@ def dry_run(cfg: Any, sample: int = 8) -> None:
     """
     from pbtune.engines.core.settings import policy_name
     from pbtune.pbt import create_policy
+    from pbtune.workloads import get
 
+    check = get(cfg.workload).check_config
     name = policy_name(cfg)
     trials = initial_trials(cfg)
+    for t in trials:
+        try:
+            check(t.config)
+        except ValueError as exc:
+            raise ValueError(f"trial {t.trial_id}'s sampled config cannot train: {exc} "
+                             "(check param_space)") from None
     if name == "random" or len(trials) < 2:
         return
     policy = create_policy(name, policy_settings(cfg), cfg.mode, cfg.seed + 1)
@@ -67,5 +75,10 @@ def dry_run(cfg: Any, sample: int = 8) -> None:
         scores = {t.trial_id: float((i + r) % n) for i, t in enumerate(trials)}
         for decision in policy.decide(boundary, scores, configs):
             if not isinstance(decision.new_config, dict):
-                raise ValueError(f"the explored config is a {type(decision.new_config).__name__},"
-                                 " not a mapping")
+                raise ValueError(f"exploring gives a {type(decision.new_config).__name__}, "
+                                 "not a mapping (check pbt.custom_explore_fn)")
+            try:
+                check(decision.new_config)
+            except ValueError as exc:
+                raise ValueError(f"an explored config cannot train: {exc} (check "
+                                 "pbt.hyperparam_mutations)") from None

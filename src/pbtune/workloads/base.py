@@ -142,12 +142,39 @@ class Workload(ABC):
                 trial does not replay its donor's data order.
         """
 
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` naming a hyperparameter value this workload cannot train with.
+
+        Why: called on every sampled and explored config before training starts, so a
+        ``batch_size: 0`` ends the command with one line instead of every trial erroring. The
+        default knows the common names and refuses what PyTorch's optimisers and data loaders
+        refuse (``batch_size`` an integer >= 1; ``lr``, ``momentum`` and ``weight_decay`` finite
+        and >= 0); override to add your own.
+        """
+        for key, value in config.items():
+            problem = _common_problem(key, value)
+            if problem:
+                raise ValueError(f"{key} = {value!r}: {problem}")
+
     @abstractmethod
     def apply_hyperparameters(self, config: Mapping[str, Any]) -> None:
         """Change hyperparameters in place (optimiser param groups, batch size, ...).
 
         Unknown keys raise ``KeyError``; the optimiser object and its buffers are kept.
         """
+
+
+def _common_problem(key: str, value: Any) -> str | None:
+    import math
+
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None  # other types are the workload's business
+    if key == "batch_size" and (value < 1 or value != int(value)):
+        return "must be an integer >= 1"
+    if key in ("lr", "momentum", "weight_decay") and not (math.isfinite(value) and value >= 0):
+        return "must be a finite number >= 0"
+    return None
 
 
 def missing_methods(cls: type) -> list[str]:
