@@ -47,3 +47,8 @@ def explore_identity(config: dict[str, Any]) -> dict[str, Any]:
 def explore_raises(config: dict[str, Any]) -> dict[str, Any]:
     """A custom_explore_fn with a bug, for the config-time dry run."""
     raise RuntimeError("bug in my explore")
+
+
+def explore_not_a_dict(config: dict[str, Any]) -> Any:
+    """A custom_explore_fn that forgets to return the config."""
+    return None

@@ -202,3 +202,11 @@ def test_population_one_is_fine_without_pbt():
     cfg = load_config(None, ["population=1", "pbt.enabled=false",
                              "pbt.perturbation_interval=100"], env={})
     assert cfg.population == 1 and not cfg.pbt.enabled
+
+
+def test_a_key_given_twice_in_a_file_is_refused(tmp_path):
+    """Issue 14 item 10: PyYAML kept the last of two `population:` lines without a word."""
+    path = tmp_path / "dup.yaml"
+    path.write_text("population: 4\nseed: 1\npbt:\n  burn_in: 2\n  burn_in: 4\n")
+    with pytest.raises(UserError, match=r"line 5, column 3: .*'burn_in' is given twice"):
+        load_config(path, env={})

@@ -106,6 +106,12 @@ def test_quickstart_preset_resolves_against_digits_cnn():
      ["an explored config cannot train", "lr = -", "check pbt.hyperparam_mutations"]),
     (["pbt.custom_explore_fn=tests.config.fake_workload:explore_raises"],
      ["exploring the initial population fails", "RuntimeError", "custom_explore_fn"]),
+    (["pbt.custom_explore_fn=tests.config.fake_workload:explore_not_a_dict"],
+     ["custom_explore_fn", "dict"]),
+    (["pbt.hyperparam_mutations.lr=0.01"], ["lr: 0.01 is a constant", "give a domain"]),
+    (["pbt.hyperparam_mutations.lr={gaussian: [0, 1]}"],
+     ["lr: {gaussian: ...} is not a domain", "loguniform", "not a nested mapping"]),
+    (["param_space.lr=fast"], ["lr: cannot multiply the non-numeric value 'fast'"]),
 ])
 def test_values_no_trial_can_train_with_are_refused_before_anything_starts(
         fake_workload, overrides, words):
