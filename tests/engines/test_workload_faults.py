@@ -49,7 +49,7 @@ def test_an_unpicklable_state_fails_its_trial_alone_on_ray(ray_local, tmp_path):
     cfg = toy_config(options={"state_error_above": 0.7}, seed=5)
     _engine, summary, run_dir = run_with_recovery(cfg, tmp_path)
     assert summary["errors"] and len(summary["errors"]) < cfg.population
-    assert all("could not be sent back" in e and "picklable" in e
+    assert all("cannot be pickled" in e and "get_state()" in e
                for e in summary["errors"].values())
     assert json.loads((run_dir / "summary.json").read_text())["stop_reason"] == "max_iterations"
 
@@ -62,3 +62,11 @@ def test_a_run_in_which_every_trial_failed_exits_non_zero(ray_local, tmp_path, c
     assert code == 1
     err = capsys.readouterr().err
     assert "error: every trial failed (first: RuntimeError: boom in user code)" in err
+
+
+def test_an_unpicklable_state_fails_its_trial_alone_in_process():
+    """The same check runs where the segment runs, so the simulated executor sees it too."""
+    cfg = toy_config(options={"state_error_above": 0.7}, seed=5)
+    summary = NativeEngine(cfg, [], executor=SimulatedExecutor(cfg, (1.0, 2.0))).run()
+    assert summary["errors"] and len(summary["errors"]) < cfg.population
+    assert all("cannot be pickled" in e for e in summary["errors"].values())

@@ -182,7 +182,13 @@ class Persistence:
         best = self._best
         if best is None or best.meta == self._best_written:
             return
-        rec = self.store.save(best.meta["trial_id"], best.meta["iteration"],
-                              self.fetch(best.state), name=BEST_NAME)
+        try:
+            state = self.fetch(best.state)
+        except self.lost as exc:  # gone with its node: the next best is written instead
+            self.journal.write({"event": "best_failed", **best.meta,
+                                "reason": type(exc).__name__})
+            return
+        rec = self.store.save(best.meta["trial_id"], best.meta["iteration"], state,
+                              name=BEST_NAME)
         self._best_written = best.meta
         self.journal.write({"event": "best", **best.meta, **rec})

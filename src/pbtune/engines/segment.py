@@ -40,6 +40,24 @@ def load_trial(live: MutableMapping[str, Any], trial_id: str, make: Callable[[],
     return workload
 
 
+def unpicklable(state: Any) -> str | None:
+    """Why ``state`` cannot be sent between processes, or None.
+
+    Why: a worker's states travel through Ray's object store and into checkpoint files; one that
+    cannot be pickled would fail far from its cause (a donor's state, a checkpoint thread). It is
+    checked once each time a trial is built or loaded on a worker, where the cost (one pickling)
+    is small next to the state transfer that brought it.
+    """
+    import pickle
+
+    try:
+        pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        return (f"get_state() returned something that cannot be pickled ({type(exc).__name__}: "
+                f"{exc}); return tensors, numpy arrays, numbers, dicts and lists")
+    return None
+
+
 def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[], Any],
                 config: Mapping[str, Any], target_iteration: int, *, state: Any = None,
                 include_rng: bool = True, rng_from: Any = None, metric: str, mode: str,
@@ -63,6 +81,7 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
     rows: list[dict[str, Any]] = []
     compute_s = 0.0  # s
     best_state, best_iteration = None, None
+    fresh = trial_id not in live or state is not None  # built or loaded: check its state once
     try:
         workload = load_trial(live, trial_id, make, config, state, include_rng, rng_from)
         while workload.iteration < target_iteration:
@@ -83,9 +102,16 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
                 break
             if stop():
                 break
+        snapshot = workload.get_state()
+        if fresh:
+            problem = unpicklable(snapshot)
+            if problem:
+                live.pop(trial_id, None)
+                return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
+                         "status": "error", "error": problem}, None, None)
         return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
                  "status": "ok", "error": None, "best_iteration": best_iteration}, best_state,
-                workload.get_state())
+                snapshot)
     except Exception as exc:  # user code failed: the trial errors, the run goes on
         live.pop(trial_id, None)
         return ({"rows": rows, "compute_s": compute_s, "iteration": None, "status": "error",
