@@ -79,6 +79,21 @@ class Policy(ABC):
             configs: trial id → current config (covers every id in ``scores``).
         """
 
+    def adjusted(self, iteration: int, scores: Mapping[str, float],
+                 configs: Mapping[str, Mapping[str, Any]]) -> dict[str, float] | None:
+        """Scores oriented so that higher is better, or None off a boundary (nothing to decide).
+
+        Raises:
+            ValueError: a scored trial has no config.
+        """
+        if not self.is_boundary(iteration):
+            return None
+        missing = sorted(set(scores) - set(configs))
+        if missing:
+            raise ValueError(f"decide: no config for scored trials {missing}")
+        sign = 1.0 if self.mode == "max" else -1.0
+        return {tid: sign * float(score) for tid, score in scores.items()}
+
     def get_state(self) -> dict[str, Any]:
         """The RNG state as JSON-serialisable lists (``random.getstate()`` holds tuples)."""
         version, internal, gauss_next = self.rng.getstate()

@@ -124,13 +124,9 @@ class PB2Policy(Policy):
         Returns:
             One Decision per replaced trial; empty off a boundary or with fewer than 2 trials.
         """
-        if not self.is_boundary(iteration):
+        adjusted = self.adjusted(iteration, scores, configs)
+        if adjusted is None:
             return []
-        missing = sorted(set(scores) - set(configs))
-        if missing:
-            raise ValueError(f"decide: no config for scored trials {missing}")
-        sign = 1.0 if self.mode == "max" else -1.0
-        adjusted = {tid: sign * float(score) for tid, score in scores.items()}
         self._record(iteration, adjusted, configs)
         lower, upper = quantile_split(adjusted, self.settings.quantile_fraction)
         self.baselines = {tid: _finite(s) for tid, s in adjusted.items()}

@@ -182,13 +182,9 @@ class PBTPolicy(Policy):
         Returns:
             One Decision per replaced trial; empty off a boundary or with fewer than 2 trials.
         """
-        if not self.is_boundary(iteration):
+        adjusted = self.adjusted(iteration, scores, configs)
+        if adjusted is None:
             return []
-        missing = sorted(set(scores) - set(configs))
-        if missing:
-            raise ValueError(f"decide: no config for scored trials {missing}")
-        sign = 1.0 if self.mode == "max" else -1.0
-        adjusted = {tid: sign * float(score) for tid, score in scores.items()}
         lower, upper = quantile_split(adjusted, self.settings.quantile_fraction)
         donors = sorted(upper)
         decisions = []
