@@ -66,3 +66,36 @@ def test_two_node_cluster_discovery_and_pinned_placement():
     finally:
         ray.shutdown()
         cluster.shutdown()
+
+
+@pytest.mark.ray
+def test_without_an_address_pbtune_never_joins_a_cluster_already_running(tmp_path):
+    """Issue 15: a Ray cluster on the machine (another job's) must not be joined by accident;
+    ``--address auto`` joins it explicitly. ``pbtune plan`` says which it did."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from tests.cluster.multinode import multinode
+    from tests.conftest import REPO
+
+    with multinode([{"num_cpus": 3, "resources": {"other_job": 1}}]) as (cluster, _nodes):
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        env["PYTHONPATH"] = REPO
+
+        def plan(*extra: str) -> str:
+            out = subprocess.run([sys.executable, "-m", "pbtune.cli", "plan", *extra],
+                                 capture_output=True, text=True, env=env, timeout=180, cwd=REPO)
+            assert out.returncode == 0, out.stderr[-2000:]
+            return out.stdout
+
+        def total_cpus(text: str) -> int:
+            return int(re.search(r"^\s*total\s+(\d+)", text, re.MULTILINE).group(1))
+
+        private = plan()
+        assert "cluster: started a private local Ray instance" in private
+        assert total_cpus(private) == os.cpu_count()  # this machine, not the running cluster
+        joined = plan("--address", cluster.address)
+        assert f"cluster: joined the Ray cluster at {cluster.address}" in joined
+        assert total_cpus(joined) == 3  # the running cluster: a 0-CPU head and a 3-CPU node

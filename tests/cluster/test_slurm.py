@@ -23,7 +23,7 @@ esac
 """
 FAKE_PBTUNE = """#!/usr/bin/env bash
 echo "pbtune $*" >> "$FAKE_LOG"
-[[ "$1" != run ]] || cp "$PBTUNE_SHARED_DIR/ray_head_address" "$FAKE_LOG.addr_during_run"
+[[ "$1" != run ]] || cp "$PBTUNE_SLURM_SHARED_DIR/ray_head_address" "$FAKE_LOG.addr_during_run"
 """
 
 
@@ -51,8 +51,8 @@ def fake_env(tmp_path):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-               FAKE_LOG=str(tmp_path / "log"), PBTUNE_SHARED_DIR=str(tmp_path / "shared"),
-               PBTUNE_POLL_S="0.2", PBTUNE_HEAD_IP="10.1.2.3", SLURM_CPUS_PER_TASK="3")
+               FAKE_LOG=str(tmp_path / "log"), PBTUNE_SLURM_SHARED_DIR=str(tmp_path / "shared"),
+               PBTUNE_SLURM_POLL_S="0.2", PBTUNE_SLURM_HEAD_IP="10.1.2.3", SLURM_CPUS_PER_TASK="3")
     return tmp_path, env
 
 
@@ -78,7 +78,7 @@ def test_worker_joins_and_leaves_only_on_its_heads_marker(fake_env):
     shared = tmp / "shared"
     shared.mkdir()
     (shared / "ray_shutdown").write_text("10.9.9.9:1\n")  # stale marker from an earlier run
-    env["PBTUNE_RAY_RESOURCES"] = '{"fast": 1}'
+    env["PBTUNE_SLURM_RAY_RESOURCES"] = '{"fast": 1}'
     proc = subprocess.Popen(["bash", str(SLURM / "pbtune-worker.sbatch")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -210,3 +210,13 @@ def test_a_key_given_twice_in_a_file_is_refused(tmp_path):
     path.write_text("population: 4\nseed: 1\npbt:\n  burn_in: 2\n  burn_in: 4\n")
     with pytest.raises(UserError, match=r"line 5, column 3: .*'burn_in' is given twice"):
         load_config(path, env={})
+
+
+def test_launch_script_variables_are_not_config():
+    """Issue 15: the SLURM scripts export PBTUNE_SLURM_* for themselves; they must not be read
+    as config keys, while a mistyped config key is still refused."""
+    env = {"PBTUNE_SLURM_SHARED_DIR": "/scratch/pbt", "PBTUNE_SLURM_HEAD_IP": "10.0.0.1",
+           "PBTUNE_POPULATION": "6"}
+    assert load_config(None, env=env).population == 6
+    with pytest.raises(UserError, match="shared_dir"):
+        load_config(None, env={"PBTUNE_SHARED_DIR": "/scratch/pbt"})

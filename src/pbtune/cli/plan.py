@@ -19,7 +19,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     cfg = resolved_config(args)
     res = cfg.resources
-    connect(res.address)
+    print(f"cluster: {connect(res.address)}")
     plan = plan_cluster(cluster_nodes(), cpus_per_trial=res.cpus_per_trial,
                         gpus_per_trial=res.gpus_per_trial, reserve_cpus=res.reserve_cpus,
                         resource_allocation=dict(res.resource_allocation) or None,

@@ -50,8 +50,13 @@ def _probe(address: str) -> None:
 
 
 def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None,
-            log_to_driver: bool = True) -> None:
-    """Join a running cluster, or start a local instance; a no-op if Ray is already initialised.
+            log_to_driver: bool = True) -> str:
+    """Join a running cluster, or start a private local instance; returns which it did.
+
+    A no-op (``"already connected"``) if Ray is already initialised. Without an address a
+    *private* local instance is started (``address="local"``), never whatever Ray cluster
+    happens to run on the machine (another user's job): joining is explicit, by ``--address``
+    (``auto`` for the cluster on this machine) or ``$RAY_ADDRESS``.
 
     Args:
         address: ``host:port`` of the head (or ``auto``/``ray://...``); None falls back to
@@ -65,20 +70,22 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
         UserError: the address is malformed or nothing Ray-like answers there.
     """
     if ray.is_initialized():
-        return
+        return "already connected"
     address = address or os.environ.get("RAY_ADDRESS") or None
     quiet = {"include_dashboard": False, "log_to_driver": log_to_driver,
              "logging_level": logging.WARNING}
     with _own_sigterm():
         if address is None:
-            ray.init(num_cpus=num_cpus, num_gpus=num_gpus, **quiet)
-            return
-        _probe(address)
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **quiet)
+            return "started a private local Ray instance"
+        if address != "auto":
+            _probe(address)
         try:
             ray.init(address=address, log_to_driver=log_to_driver, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise UserError(_fix(address).format(first)) from None
+    return f"joined the Ray cluster at {address}"
 
 
 @contextlib.contextmanager

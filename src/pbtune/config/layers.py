@@ -22,6 +22,9 @@ from pbtune.errors import UserError
 ENV_PREFIX = "PBTUNE_"
 #: ``PBTUNE_*`` variables that are not config keys, so they are never read as one.
 ENV_DENYLIST: frozenset[str] = frozenset({"PBTUNE_RESULTS_DIR"})  # results root, read by the CLI
+#: Prefixes of ``PBTUNE_*`` variables that belong to launch scripts, not to the config
+#: (``slurm/*.sbatch`` export ``PBTUNE_SLURM_SHARED_DIR``, ``PBTUNE_SLURM_HEAD_IP``, ...).
+ENV_DENY_PREFIXES: tuple[str, ...] = ("PBTUNE_SLURM_",)
 
 # PyYAML follows YAML 1.1, where ``1e-4`` (no dot) is a *string*; search spaces are full of such
 # numbers (``PBTUNE_PARAM_SPACE__LR='{loguniform: [1e-4, 0.1]}'``), so both directions also use
@@ -76,7 +79,8 @@ def parse_value(text: str, where: str) -> Any:
 def env_updates(env: Mapping[str, str]) -> list[tuple[Key, Any, str]]:
     updates = []
     for name, text in env.items():
-        if not name.startswith(ENV_PREFIX) or name in ENV_DENYLIST:
+        if not name.startswith(ENV_PREFIX) or name in ENV_DENYLIST or name.startswith(
+                ENV_DENY_PREFIXES):
             continue
         key = tuple(name[len(ENV_PREFIX) :].lower().split("__"))
         if not all(key):
