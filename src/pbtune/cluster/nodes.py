@@ -74,6 +74,7 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
     address = address or os.environ.get("RAY_ADDRESS") or None
     quiet = {"include_dashboard": False, "log_to_driver": log_to_driver,
              "logging_level": logging.WARNING}
+    _auth_mode(local=address is None)
     with _own_sigterm():
         if address is None:
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **quiet)
@@ -86,6 +87,36 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise UserError(_fix(address).format(first)) from None
     return f"joined the Ray cluster at {address}"
+
+
+def _auth_mode(local: bool) -> None:
+    """Ray's token authentication, as a user of pbtune expects it (``RAY_AUTH_MODE`` unset).
+
+    Why: Ray 2.60 enables token auth for a new local instance (generating a token) and warns
+    about it on every run, a line that means nothing to someone running on their laptop: it is
+    kept out of a private local run. When *joining* a head started with ``ray start --head`` with
+    a token on this machine, Ray does not send it unless ``RAY_AUTH_MODE=token``, and the
+    connection fails with ``InvalidAuthToken``: the mode is set then. A user's own
+    ``RAY_AUTH_MODE`` always wins; worker processes inherit it.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if local:
+        logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
+            _QuietTokenNotice())
+        return
+    try:
+        from ray._raylet import AuthenticationTokenLoader
+
+        if AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+            os.environ["RAY_AUTH_MODE"] = "token"
+    except Exception:  # another Ray version: leave it to Ray
+        return
+
+
+class _QuietTokenNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Token authentication is enabled" not in record.getMessage()
 
 
 @contextlib.contextmanager
