@@ -95,3 +95,42 @@ def test_worker_joins_and_leaves_only_on_its_heads_marker(fake_env):
     assert log[0] == ('ray start --address=10.1.2.3:6380 --num-cpus=3 --num-gpus=0 '
                       '--disable-usage-stats --resources={"fast": 1} --block')
     assert log[-1] == "ray stop --force"
+
+
+# A `pbtune run` that trains until it is stopped: on TERM it checkpoints and exits 130, as the
+# real one does (tests/engines/test_resume.py checks that on the real pbtune).
+FAKE_LONG_PBTUNE = """#!/usr/bin/env bash
+echo "pbtune $*" >> "$FAKE_LOG"
+if [[ "$1" == run ]]; then
+  trap 'echo "pbtune checkpointed on TERM" >> "$FAKE_LOG"; exit 130' TERM
+  while true; do sleep 0.05; done
+fi
+"""
+
+
+def test_shutdown_txt_stops_the_run_cleanly_and_the_head_logs_its_times(fake_env):
+    """Issue 15: the original signals a stop with a file in the shared directory; the head log
+    carries the job's start and finish times."""
+    tmp, env = fake_env
+    (tmp / "bin" / "pbtune").write_text(FAKE_LONG_PBTUNE)
+    shared = tmp / "shared"
+    proc = subprocess.Popen(["bash", str(SLURM / "pbtune-head.sbatch"), "cfg.yaml"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while "pbtune run" not in (tmp / "log").read_text() if (tmp / "log").exists() else True:
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert proc.poll() is None  # still training
+        (shared / "shutdown.txt").write_text("stop\n")
+        out, _ = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    log = (tmp / "log").read_text().splitlines()
+    assert "pbtune checkpointed on TERM" in log and log[-1] == "ray stop --force"
+    assert "shutdown.txt found" in out
+    assert "head job local started 20" in out and "head job local finished 20" in out
+    assert (shared / "ray_shutdown").exists()  # the workers are told to leave too
