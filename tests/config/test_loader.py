@@ -220,3 +220,15 @@ def test_launch_script_variables_are_not_config():
     assert load_config(None, env=env).population == 6
     with pytest.raises(UserError, match="shared_dir"):
         load_config(None, env={"PBTUNE_SHARED_DIR": "/scratch/pbt"})
+
+
+def test_the_original_resource_allocation_layout_is_accepted_verbatim():
+    """Issue 15: RESOURCE_ALLOCATION = {"CPU": {ip: n}, "GPU": {ip: n}} as the original scripts
+    write it means the same as {ip: {CPU: n, GPU: m}}."""
+    original = ('{"CPU": {"10.0.0.1": 16, "10.0.0.2": 12}, "GPU": {"10.0.0.3": 1}}')
+    cfg = load_config(None, [f"resources.resource_allocation={original}"], env={})
+    assert cfg.resources.resource_allocation == {
+        "10.0.0.1": {"CPU": 16}, "10.0.0.2": {"CPU": 12}, "10.0.0.3": {"GPU": 1}}
+    current = load_config(None, ['resources.resource_allocation={"10.0.0.1": {"CPU": 4}}'],
+                          env={})
+    assert current.resources.resource_allocation == {"10.0.0.1": {"CPU": 4}}

@@ -130,6 +130,23 @@ class ResourceConfig(_Model):
     # after this time.
     start_timeout_s: Float = Field(120.0, gt=0)
 
+    @field_validator("resource_allocation", mode="before")
+    @classmethod
+    def _original_layout(cls, value: Any) -> Any:
+        """The original tool's ``{"CPU": {ip: n}, "GPU": {ip: n}}`` becomes ``{ip: {CPU, GPU}}``.
+
+        Why: users' launch scripts already hold ``RESOURCE_ALLOCATION`` in that layout; it is
+        accepted verbatim (a node missing from one of the two gets no cap on that resource).
+        """
+        if isinstance(value, dict) and value and set(value) <= {"CPU", "GPU"} and all(
+                isinstance(v, dict) for v in value.values()):
+            nodes: dict[str, dict[str, Any]] = {}
+            for kind, per_node in value.items():
+                for node, amount in per_node.items():
+                    nodes.setdefault(str(node), {})[kind] = amount
+            return nodes
+        return value
+
     @field_validator("resource_allocation")
     @classmethod
     def _allocation(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
