@@ -90,28 +90,16 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
 
 
 def _auth_mode(local: bool) -> None:
-    """Ray's token authentication, as a user of pbtune expects it (``RAY_AUTH_MODE`` unset).
+    """Keep Ray's token-authentication notice out of a private local run.
 
     Why: Ray 2.60 enables token auth for a new local instance (generating a token) and warns
-    about it on every run, a line that means nothing to someone running on their laptop: it is
-    kept out of a private local run. When *joining* a head started with ``ray start --head`` with
-    a token on this machine, Ray does not send it unless ``RAY_AUTH_MODE=token``, and the
-    connection fails with ``InvalidAuthToken``: the mode is set then. A user's own
-    ``RAY_AUTH_MODE`` always wins; worker processes inherit it.
+    about it on every run, a line that means nothing to someone running on their laptop. The
+    behaviour is Ray's own; only the notice goes. A user's ``RAY_AUTH_MODE`` is left to Ray.
+    Joining a token-authenticated head is documented in docs/cluster.md (``RAY_AUTH_MODE=token``).
     """
-    if "RAY_AUTH_MODE" in os.environ:
-        return
-    if local:
+    if local and "RAY_AUTH_MODE" not in os.environ:
         logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
             _QuietTokenNotice())
-        return
-    try:
-        from ray._raylet import AuthenticationTokenLoader
-
-        if AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
-            os.environ["RAY_AUTH_MODE"] = "token"
-    except Exception:  # another Ray version: leave it to Ray
-        return
 
 
 class _QuietTokenNotice(logging.Filter):
