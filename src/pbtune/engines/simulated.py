@@ -78,7 +78,6 @@ class SimulatedExecutor:
         self._queue: list[tuple[float, int, int]] = []  # (end, seq, worker)
         self._seq = itertools.count()
         self._changes: list[dict[str, Any]] = []  # membership notes not yet reported
-        self.stopped = False
         self.tick_s = 3.0  # virtual s a wait lasts when nothing finishes (the Ray poll interval)
         self.segments: list[tuple[str, int, int, float, float]] = []  # trial, worker, to, s, e
 
@@ -129,7 +128,7 @@ class SimulatedExecutor:
     # -- the executor interface ------------------------------------------------------------------
     def execute(self, command: Any) -> None:
         if isinstance(command, StopSegments):
-            self.stopped = True
+            pass  # segments run whole when started; the coordinator starts no more
         elif isinstance(command, AbandonSegments):
             for worker in command.workers:
                 self.inflight.pop(worker, None)

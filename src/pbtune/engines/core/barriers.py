@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from pbtune.engines.base import ERROR, LIVE, PAUSED, PENDING, TERMINATED
+from pbtune.engines.base import ERROR, PAUSED, PENDING, TERMINATED
 from pbtune.engines.core.events import Restore
 from pbtune.engines.core.state import Kept, TrialState
 from pbtune.pbt.policy import safe_from_exploit
@@ -92,19 +92,16 @@ class Barriers:
         return scores
 
     def release(self, trials: Mapping[str, TrialState], barrier: int, policy: object,
-                mode: str, pending: int | None = None) -> list[TrialState]:
+                mode: str, pending: int) -> list[TrialState]:
         """Release the trials waiting at ``barrier`` that its decisions cannot replace.
 
-        ``pending``: live trials still below the barrier (counted here when not given).
+        ``pending``: live trials still below the barrier (the coordinator's index counts them).
         """
         waiting = [t for t in trials.values() if t.status == PAUSED
                    and t.iteration == barrier and not self.released(t, barrier)]
         if not waiting:
             return []
         if policy.is_boundary(barrier):  # type: ignore[attr-defined]
-            if pending is None:
-                pending = sum(1 for t in trials.values()
-                              if t.status in LIVE and t.iteration < barrier)
             sign = 1.0 if mode == "max" else -1.0
             scores = {tid: sign * v for tid, v in self.scores_at(trials, barrier).items()}
             fraction = policy.settings.quantile_fraction  # type: ignore[attr-defined]

@@ -41,7 +41,7 @@ class CutTracker:
         return out
 
     def assemble(self, trials: Mapping[str, TrialState], extra: dict[str, Any],
-                 spare: int | None = None) -> list[Command]:
+                 spare: int) -> list[Command]:
         """Cuts whose trials have all passed them (call before perturbing).
 
         ``spare``: trials that are ended or not started (an upper bound on those that count
@@ -49,7 +49,7 @@ class CutTracker:
         """
         out: list[Command] = []
         for c in sorted(self._pending):
-            if spare is not None and len(self._pending[c]) + spare < len(trials):
+            if len(self._pending[c]) + spare < len(trials):
                 return out
             records = dict(self._pending[c])
             for tid, t in trials.items():
