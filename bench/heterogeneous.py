@@ -23,7 +23,13 @@ seconds per iteration on each kind of node (from the speed-aware run); no schedu
 workers can beat it (it ignores barriers and indivisible segments). Target: speed-aware within
 10 % of the bound and ahead of Ray Tune.
 
-Run from the repository root: ``.venv/bin/python bench/heterogeneous.py [--skip-tune]``.
+``--scenario mixed`` (issue 15): one population on worker *shapes* — a node with a (Ray logical)
+GPU whose single GPU worker is 10× faster than each of three 1-CPU CPU workers, as a GPU is next to
+CPU cores (``resources.gpus_per_trial: 1``, ``cpu_workers: auto``, ``slowdown: {"slow": 10}`` on
+the CPU nodes). The same bound and target apply; Ray Tune is skipped (one shape per run).
+
+Run from the repository root: ``.venv/bin/python bench/heterogeneous.py [--skip-tune]
+[--scenario mixed]``.
 """
 
 from __future__ import annotations
@@ -56,12 +62,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--strict-barriers", action="store_true",
                    help="also run speed-aware with pbt.early_release off (a row of its own)")
     p.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
+    p.add_argument("--scenario", choices=("two-speed", "mixed"), default="two-speed",
+                   help="two-speed: 2 fast + 2 slow CPU nodes; mixed: 1 GPU worker 10x faster "
+                        "than 3 CPU workers")
     return p.parse_args(argv)
+
+
+MIXED_SLOWDOWN = 10.0  # mixed scenario: a CPU worker takes this many times the GPU worker's time
+MIXED_CPU_NODES = 3
 
 
 def build_config(args: argparse.Namespace, scheduling: str, early_release: bool = True) -> Any:
     from pbtune.config import load_config, resolve
 
+    mixed = args.scenario == "mixed"
+    slowdown = MIXED_SLOWDOWN if mixed else SLOWDOWN
     sets = {"pbt.early_release": early_release, "workload": WORKLOAD, "engine": "native",
             "seed": args.seed,
             "population": args.trials, "scheduling": scheduling, "resources.slots": None,
@@ -70,7 +85,9 @@ def build_config(args: argparse.Namespace, scheduling: str, early_release: bool 
             "pbt.quantile_fraction": 0.25, "pbt.resample_probability": 0.25,
             "param_space": {"lr": {"uniform": [0.0, 1.0]}},
             "pbt.hyperparam_mutations": {"lr": {"uniform": [0.0, 1.0]}},
-            "options": {"sleep": args.sleep, "slowdown": {"slow": SLOWDOWN}}}
+            "options": {"sleep": args.sleep, "slowdown": {"slow": slowdown}}}
+    if mixed:
+        sets.update({"resources.gpus_per_trial": 1, "resources.cpu_workers": "auto"})
     return resolve(load_config(None, [f"{k}={json.dumps(v)}" for k, v in sets.items()], env={}))
 
 
@@ -98,6 +115,7 @@ def run_pbtune(cfg: Any, slow_nodes: set[str]) -> dict[str, Any]:
     engine.prepare()
     slow = {w["index"] for w in engine.pool.describe() if w["node_id"] in slow_nodes}
     summary = engine.run()
+    summary["shapes"] = sorted({str(w.get("shape")) for w in engine.pool.describe()})
     summary["end_to_end_s"] = time.perf_counter() - start
     per_iter = {kind: [s for w, s in rows.rows if (w in slow) == (kind == "slow")]
                 for kind in ("fast", "slow")}
@@ -136,12 +154,17 @@ def main(argv: list[str] | None = None) -> int:
     cluster = Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "object_store_memory": OBJECT_STORE})
     results: dict[str, dict[str, Any]] = {}
+    mixed = args.scenario == "mixed"
+    fast_nodes, slow_count = (1, MIXED_CPU_NODES) if mixed else (FAST_NODES, SLOW_NODES)
+    if mixed:
+        args.skip_tune = True  # Tune runs one resource shape for every trial
     try:
-        for _ in range(FAST_NODES):
-            cluster.add_node(num_cpus=1, object_store_memory=OBJECT_STORE)
+        for _ in range(fast_nodes):  # mixed: a GPU node (Ray logical GPU; the toy needs no CUDA)
+            cluster.add_node(num_cpus=1, num_gpus=1 if mixed else 0,
+                             object_store_memory=OBJECT_STORE)
         slow_nodes = {cluster.add_node(num_cpus=1, resources={"slow": 1},
                                        object_store_memory=OBJECT_STORE).node_id
-                      for _ in range(SLOW_NODES)}
+                      for _ in range(slow_count)}
         cluster.wait_for_nodes()
         ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False,
                  logging_level="ERROR")
@@ -150,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.strict_barriers:  # the same without early release: what it saves
             results["strict"] = run_pbtune(build_config(args, "speed-aware", False), slow_nodes)
         if not args.skip_tune:
-            results["tune"] = run_tune(build_config(args, "fifo"), FAST_NODES + SLOW_NODES)
+            results["tune"] = run_tune(build_config(args, "fifo"), fast_nodes + slow_count)
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -159,10 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     c_fast, c_slow = ref["s_per_iter"]["fast"], ref["s_per_iter"]["slow"]
     n_iter = args.trials * args.iterations
     bound = n_iter / (ref["workers"]["fast"] / c_fast + ref["workers"]["slow"] / c_slow)
-    print(f"heterogeneous: {args.trials} trials x {args.iterations} iterations, interval "
-          f"{args.interval}; {FAST_NODES} fast + {SLOW_NODES} slow workers (slowdown "
-          f"{SLOWDOWN:g}); measured s/iteration fast {c_fast:.3f}, slow {c_slow:.3f} "
-          f"(x{c_slow / c_fast:.2f})")
+    kinds = (f"{fast_nodes} GPU-shape + {slow_count} CPU workers ({', '.join(ref['shapes'])}), "
+             f"slowdown {MIXED_SLOWDOWN:g}") if mixed else (
+        f"{fast_nodes} fast + {slow_count} slow workers (slowdown {SLOWDOWN:g})")
+    print(f"heterogeneous [{args.scenario}]: {args.trials} trials x {args.iterations} iterations, "
+          f"interval {args.interval}; {kinds}; measured s/iteration fast {c_fast:.3f}, slow "
+          f"{c_slow:.3f} (x{c_slow / c_fast:.2f})")
     head = (f"{'scheduler':<22}{'makespan s':>12}{'/ bound':>9}{'end to end s':>14}"
             f"{'exploits':>10}{'iters':>7}")
     lines = ["", head, "-" * len(head),

@@ -47,18 +47,26 @@ def test_reserve_never_lowers_slots_as_cpus_grow():
         # 16 CPUs - 1 reserve = 15 → 7 × 2; 4-CPU node keeps all 4 → 2; 8 - 1 = 7 → 3.
         (HETERO, 2, 0, {}, {"10.0.0.1": 7, "10.0.0.2": 2, "10.0.0.3": 3}),
         (HETERO, 1, 0, {"reserve_cpus": 0}, {"10.0.0.1": 16, "10.0.0.2": 4, "10.0.0.3": 8}),
-        # Only the GPU node can host GPU trials; CPUs (7 after reserve) do not bind at 0.25.
-        (HETERO, 1, 0.25, {}, {"10.0.0.1": 0, "10.0.0.2": 0, "10.0.0.3": 4}),
+        # GPU workers only: the GPU node hosts 4; CPUs (7 after reserve) do not bind at 0.25...
+        (HETERO, 1, 0.25, {"cpu_workers": "none"}, {"10.0.0.1": 0, "10.0.0.2": 0, "10.0.0.3": 4}),
         # ...but they do at 0.1 GPU: 10 GPU shares, 7 CPUs.
-        (HETERO, 1, 0.1, {}, {"10.0.0.3": 7, "10.0.0.1": 0, "10.0.0.2": 0}),
+        (HETERO, 1, 0.1, {"cpu_workers": "none"}, {"10.0.0.3": 7, "10.0.0.1": 0, "10.0.0.2": 0}),
+        # Issue 15, the default: the GPU node's GPU workers plus CPU workers on the CPU nodes.
+        (HETERO, 1, 0.25, {}, {"10.0.0.1": 15, "10.0.0.2": 4, "10.0.0.3": 4}),
+        (HETERO, 1, 0.25, {"cpus_per_cpu_trial": 4}, {"10.0.0.1": 3, "10.0.0.2": 1, "10.0.0.3": 4}),
+        # all: the GPU node's 3 CPUs left after its 4 GPU workers become CPU workers too.
+        (HETERO, 1, 0.25, {"cpu_workers": "all"}, {"10.0.0.1": 15, "10.0.0.2": 4, "10.0.0.3": 7}),
         # resource_allocation caps listed nodes and leaves unlisted ones out.
         (HETERO, 1, 0, {"resource_allocation": {"10.0.0.1": {"CPU": 6}, "10.0.0.3": {"GPU": 0}}},
          {"10.0.0.1": 6, "10.0.0.2": 0, "10.0.0.3": 7}),
         # An allocation above what the node has changes nothing (reserve still applies).
         (HETERO, 1, 0, {"resource_allocation": {"10.0.0.1": {"CPU": 64}}},
          {"10.0.0.1": 15, "10.0.0.2": 0, "10.0.0.3": 0}),
-        (HETERO, 1, 1, {"resource_allocation": {"10.0.0.3": {"GPU": 0}}},
+        (HETERO, 1, 1, {"resource_allocation": {"10.0.0.3": {"GPU": 0}}, "cpu_workers": "none"},
          {"10.0.0.1": 0, "10.0.0.2": 0, "10.0.0.3": 0}),
+        # A GPU node whose GPUs resource_allocation takes away counts as a CPU node.
+        (HETERO, 1, 1, {"resource_allocation": {"10.0.0.3": {"GPU": 0}}},
+         {"10.0.0.1": 0, "10.0.0.2": 0, "10.0.0.3": 7}),
         # slots fills GPU nodes first, then by CPUs: 10.0.0.3 (3) then 10.0.0.1 (2 of 7).
         (HETERO, 2, 0, {"slots": 5}, {"10.0.0.3": 3, "10.0.0.1": 2, "10.0.0.2": 0}),
         (HETERO, 2, 0, {"slots": 2}, {"10.0.0.3": 2, "10.0.0.1": 0, "10.0.0.2": 0}),
@@ -74,8 +82,11 @@ def test_slots_per_node(nodes, cw, gw, kwargs, expected):
     assert plan.trials_concurrent == plan.total_slots
     assert [w.index for w in plan.workers] == list(range(plan.total_slots))
     for p in plan.nodes:  # the two inequalities hold on every node
-        assert p.reserve + p.slots * cw <= p.cpus + 1e-9
-        assert p.slots * gw <= p.gpus + 1e-9
+        mine = [w for w in plan.workers if w.node_id == p.node_id]
+        assert len(mine) == p.slots and sum(w.kind == "gpu" for w in mine) == p.gpu_slots
+        assert p.reserve + sum(w.num_cpus for w in mine) <= p.cpus + 1e-9
+        assert sum(w.num_gpus for w in mine) <= p.gpus + 1e-9
+        assert [w.kind for w in mine] == sorted(w.kind for w in mine)[::-1]  # GPU workers first
 
 
 @pytest.mark.parametrize(
@@ -111,11 +122,20 @@ def test_workers_are_pinned_to_their_nodes_in_fill_order():
 
 def test_impossible_request_says_why_per_node_and_what_to_change():
     nodes = [node("10.0.0.1", 16), node("10.0.0.2", 2), node("10.0.0.3", 6)]
-    plan = plan_cluster(nodes, cpus_per_trial=6, gpus_per_trial=1, reserve_cpus=2)
+    plan = plan_cluster(nodes, cpus_per_trial=6, gpus_per_trial=1, reserve_cpus=2,
+                        cpu_workers="none")
     assert not plan.can_run()
     assert plan.problems[2] == ("10.0.0.2: has 2 CPUs < 6 CPUs per trial; needs 1 GPU per trial "
                                 "but has 0 GPUs (lower cpus_per_trial or add nodes; "
-                                "set gpus_per_trial: 0 or add GPU nodes)")
+                                "set cpu_workers: auto, gpus_per_trial: 0 or add GPU nodes)")
+    # The default gives GPU-less nodes CPU workers: 10.0.0.1 fits one (16 - 2 reserve ≥ 12? no:
+    # 14 // 6 = 2), the others are too small, and say so in CPU-worker terms.
+    plan = plan_cluster(nodes, cpus_per_trial=6, gpus_per_trial=1, reserve_cpus=2,
+                        cpus_per_cpu_trial=7)
+    assert slots_by_ip(plan) == {"10.0.0.1": 2, "10.0.0.2": 0, "10.0.0.3": 0}
+    assert {w.shape for w in plan.workers} == {"cpu:7"}
+    assert [p.reason for p in plan.nodes if p.ip == "10.0.0.2"] == [
+        "has 2 CPUs < 7 CPUs per CPU worker"]
     plan = plan_cluster(nodes, cpus_per_trial=6, gpus_per_trial=0, reserve_cpus=2, slots=1)
     assert plan.can_run() and plan.total_slots == 1
     plan = plan_cluster(nodes[1:], cpus_per_trial=6, gpus_per_trial=0, reserve_cpus=2)

@@ -105,3 +105,63 @@ def test_slow_node_trials_are_exploited_only_as_their_scores_warrant(tmp_path):
     for b, t in naive:
         at_b = {u: float(tr[b]["score"]) for u, tr in free.items()}
         assert at_b[t] == max(at_b.values())
+
+
+def test_one_population_spans_gpu_and_cpu_worker_shapes(tmp_path):
+    """Issue 15: a node with a (Ray logical) GPU gets a GPU worker, two CPU-only nodes get CPU
+    workers, and one population trains on all three. trials.csv names each row's worker shape
+    and precision; the GPU worker's trial is the best, so exploits copy its state into trials on
+    CPU workers (and back), exactly: the toy's score continues from the donor's."""
+    nodes = [{"num_cpus": 1, "num_gpus": 1}, {"num_cpus": 1}, {"num_cpus": 1}]
+    with multinode(nodes) as (_, (gpu_node, *_cpu)):
+        cfg = toy_config(**{
+            "resources.slots": None, "resources.gpus_per_trial": 1,
+            "resources.precision": {"gpu": "bf16"}, "population": 3, "scheduling": "affinity",
+            "stop.max_iterations": 8, "pbt.perturbation_interval": INTERVAL,
+            "pbt.quantile_fraction": 0.25, "pbt.resample_probability": 0.0,
+            "options": {"sleep": 0.05}, "param_space": {"lr": WORSE},
+            "pbt.hyperparam_mutations": {"lr": [WORSE]}})
+        run_dir = create_run_dir(tmp_path, cfg.name)
+        engine = create_engine(cfg, [ResultsWriter(run_dir)])
+        engine.prepare()
+        deadline = time.monotonic() + 60
+        while engine.pool.starting and time.monotonic() < deadline:
+            engine.pool.adopt()
+            time.sleep(0.05)
+        workers = engine.pool.describe()
+        assert [w["shape"] for w in workers] == ["gpu:1/cpu:1", "cpu:1", "cpu:1"]
+        assert workers[0]["node_id"] == gpu_node.node_id and workers[0]["device"] == "cuda"
+        assert [w["precision"] for w in workers] == ["bf16", "fp32", "fp32"]
+        engine.trials["t000"].config["lr"] = BETTER  # worker 0 (the GPU worker) takes t000
+        engine.run()
+    rows = read_rows(run_dir)
+    shape_of = {"0": ("gpu:1/cpu:1", "bf16"), "1": ("cpu:1", "fp32"), "2": ("cpu:1", "fp32")}
+    for trial_rows in rows.values():
+        for r in trial_rows.values():
+            assert (r["worker_shape"], r["precision"]) == shape_of[r["worker"]]
+    assert {r["worker_shape"] for tr in rows.values() for r in tr.values()} == {
+        "gpu:1/cpu:1", "cpu:1"}
+    decisions = [json.loads(x) for x in (run_dir / "pbt_global.txt").read_text().splitlines()]
+    assert len(decisions) == 3 and all(d[1] == "t000" for d in decisions)  # t000 is the best
+    crossed = 0
+    for target, donor, it, donor_it, *_ in decisions:
+        after = rows[target][it + 1]
+        assert float(after["score"]) == pytest.approx(  # the donor's exact state went on
+            float(rows[donor][donor_it]["score"]) + WORSE)
+        crossed += after["worker_shape"] != rows[donor][donor_it]["worker_shape"]
+    assert crossed  # and moved between a GPU worker and a CPU worker
+
+
+def test_a_gpu_worker_without_cuda_is_a_one_line_error(tmp_path):
+    """A node that offers Ray a GPU where torch sees none (a CPU-only torch build): the run stops
+    at start-up naming the cause and the fix, instead of each trial failing on ``.to("cuda")``."""
+    from pbtune.errors import UserError
+
+    with multinode([{"num_cpus": 1, "num_gpus": 1}]):
+        cfg = toy_config(**{"workload": "digits-cnn", "param_space": {}, "population": 2,
+                            "resources.slots": None, "resources.gpus_per_trial": 1,
+                            "resources.cpu_workers": "none", "stop.max_iterations": 2,
+                            "pbt.perturbation_interval": 1})
+        engine = create_engine(cfg, [])
+        with pytest.raises(UserError, match=r"no worker could start: .*torch sees no CUDA device"):
+            engine.prepare()

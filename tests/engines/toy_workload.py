@@ -28,6 +28,7 @@ class Counter(Workload):
     default_config = {"lr": 0.1}
     default_param_space = {"lr": {"uniform": [0.0, 1.0]}}
     default_mutations = {"lr": {"uniform": [0.0, 1.0]}}
+    precisions = ("fp32", "bf16")  # a label only (no torch): shows which precision a row used
     # noise > 0: each iteration adds noise × a draw from the trial's own RNG (part of its state,
     # kept on exploit like a data order), so results show which RNG a trial continued with.
     # hold_file/hold_at: iteration hold_at waits while hold_file exists (a test decides when a

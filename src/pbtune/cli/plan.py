@@ -14,16 +14,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     Checks Csys + T·W·Cw <= Cnode and T·W·Gw <= Gnode on every node and says why a request could
     not be placed (it would stay PENDING) and what to change. Exit code 2 when nothing fits.
     """
-    from pbtune.cluster import cluster_nodes, connect, plan_cluster
+    from pbtune.cluster import cluster_nodes, connect, plan_for
     from pbtune.reporting.plan_table import plan_text
 
     cfg = resolved_config(args)
     res = cfg.resources
     print(f"cluster: {connect(res.address)}")
-    plan = plan_cluster(cluster_nodes(), cpus_per_trial=res.cpus_per_trial,
-                        gpus_per_trial=res.gpus_per_trial, reserve_cpus=res.reserve_cpus,
-                        resource_allocation=dict(res.resource_allocation) or None,
-                        slots=res.slots)
+    plan = plan_for(cluster_nodes(), res)
     print(plan_text(plan))
     return 0 if plan.workers else 2
 

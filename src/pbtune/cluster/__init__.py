@@ -19,6 +19,7 @@ from pbtune.cluster.plan import (
     WorkerSpec,
     effective_reserve,
     plan_cluster,
+    plan_for,
 )
 
 _LAZY = {  # name → module that imports Ray
@@ -38,6 +39,7 @@ __all__ = [
     "connect",
     "effective_reserve",
     "plan_cluster",
+    "plan_for",
     "watch_nodes",
 ]
 

@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -81,6 +82,8 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
             return "started a private local Ray instance"
         if address != "auto":
             _probe(address)
+        if not address.startswith("ray://"):
+            _join_auth(address)
         try:
             ray.init(address=address, log_to_driver=log_to_driver, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
@@ -100,6 +103,65 @@ def _auth_mode(local: bool) -> None:
     if local and "RAY_AUTH_MODE" not in os.environ:
         logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(
             _QuietTokenNotice())
+
+
+def _token_available() -> bool:
+    """A Ray auth token is here: ``$RAY_AUTH_TOKEN``, ``$RAY_AUTH_TOKEN_PATH`` or the default."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or os.path.expanduser("~/.ray/auth_token")
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or os.path.isfile(path)
+
+
+def _join_auth(address: str) -> None:
+    """Use token authentication exactly when the cluster asks for it.
+
+    Why: a head started with ``ray start --head`` where a token file exists runs with token auth,
+    but a process joining it does not pick that up unless ``RAY_AUTH_MODE=token`` is exported: Ray
+    retries for half a minute and then reports an unrelated connection failure. One GCS call
+    (a fraction of a second) tells: if the cluster refuses us for want of a token and a token is
+    here, token mode is switched on for this process; if no token is here, a one-line error says
+    where to put it. A user's own ``RAY_AUTH_MODE`` is always left alone.
+    """
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError
+
+    try:
+        if address == "auto":
+            from ray._private.services import canonicalize_bootstrap_address
+
+            address = canonicalize_bootstrap_address("auto") or ""
+            if not address:
+                return  # no local cluster: ray.init says so
+        with _native_stderr_silenced():  # Ray's C++ client logs the refusal itself
+            GcsClient(address=address)
+        return
+    except AuthenticationError:
+        pass
+    except Exception:  # anything else: ray.init reports it in its own words
+        return
+    if not _token_available():
+        raise UserError(
+            f"the Ray cluster at {address} uses token authentication and no token is here: copy "
+            "the head's ~/.ray/auth_token to this machine (or set RAY_AUTH_TOKEN_PATH) and "
+            "export RAY_AUTH_MODE=token")
+    from ray._private.authentication.authentication_token_setup import _enable_token_auth
+
+    _enable_token_auth()  # RAY_AUTH_MODE=token for this process and the ones it starts
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block (native code logs past ``sys.stderr``)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 class _QuietTokenNotice(logging.Filter):

@@ -126,6 +126,7 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
             unimportable explore function.
     """
     from pbtune.pbt import load_callable, parse_space
+    from pbtune.workloads import precision
     from pbtune.workloads.registry import canonical_spec, get
 
     cls = get(cfg.workload)  # an unknown workload's UserError names the valid ones
@@ -138,6 +139,11 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
             "(set metric to one of them)"
         )
     _check_names("options", cfg.options, list(cls.default_options), f"a setting of {where}")
+    res = cfg.resources
+    problem = precision.check(getattr(cls, "precisions", ("fp32",)), res.precision.model_dump(),
+                              ["cpu", "gpu"] if res.gpus_per_trial else ["cpu"], cfg.workload)
+    if problem:
+        raise UserError(problem)
     valid = list(cls.hyperparameters)
     hyper = f"a hyperparameter of {cfg.workload}"
     _check_names("param_space", cfg.param_space, valid, hyper)

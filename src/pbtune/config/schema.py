@@ -114,13 +114,25 @@ class StopConfig(_Model):
     grace_s: Float = Field(30.0, gt=0)
 
 
+class PrecisionConfig(_Model):
+    """Training precision per worker kind (recorded per row in trials.csv's ``precision``)."""
+
+    cpu: Literal["fp32", "bf16"] = "fp32"  # CPU workers (fp16 autocast is slow on CPU)
+    gpu: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16, else fp16, else fp32
+
+
 class ResourceConfig(_Model):
     """Where trials run and how much of each node they may take."""
 
     address: str | None = None  # Ray address; None → $RAY_ADDRESS, else a local Ray instance
     slots: Int | None = Field(None, gt=0)  # concurrent workers; None = as many as fit
-    cpus_per_trial: Float = Field(1.0, gt=0)  # CPUs per worker
-    gpus_per_trial: Float = Field(0.0, ge=0)  # GPUs per worker; fractions share a GPU
+    cpus_per_trial: Float = Field(1.0, gt=0)  # CPUs per worker (a GPU worker's feeders too)
+    gpus_per_trial: Float = Field(0.0, ge=0)  # GPUs per GPU worker; fractions share a GPU
+    # With gpus_per_trial > 0, which nodes also get CPU workers (one population on both):
+    # auto = nodes without GPUs; all = also a GPU node's CPUs left over; none = GPU workers only.
+    cpu_workers: Literal["auto", "all", "none"] = "auto"
+    cpus_per_cpu_trial: Float | None = Field(None, gt=0)  # CPUs per CPU worker (None: as above)
+    precision: PrecisionConfig = PrecisionConfig()
     reserve_cpus: Float = Field(1.0, ge=0)  # CPUs per node left to Ray itself (Csys)
     # RESOURCE_ALLOCATION: node IP → {"CPU": n, "GPU": m} caps on what pbtune may use there.
     resource_allocation: dict[str, dict[str, Float]] = {}

@@ -33,6 +33,7 @@ from pbtune.engines.core.events import (
 )
 from pbtune.engines.node_options import driver_options, resolve_for_node
 from pbtune.engines.segment import run_segment
+from pbtune.workloads.precision import workload_kwargs
 
 
 @dataclass
@@ -45,6 +46,8 @@ class SimWorker:
     resources: dict[str, float] = field(default_factory=dict)
     live: dict[str, Any] = field(default_factory=dict)
     alive: bool = True
+    shape: str = "cpu:1"  # a label as the planner writes it; ``gpu:...`` makes it a GPU worker
+    precision: str = "fp32"
 
 
 class SimulatedExecutor:
@@ -55,11 +58,14 @@ class SimulatedExecutor:
         seconds_per_iteration: one entry per worker (virtual seconds per iteration).
         nodes: each worker's node name (default ``sim-<i>``).
         resources: each worker's node resources (resolves per-node options like ``slowdown``).
+        shapes: each worker's shape label (default ``cpu:1``); a ``gpu:...`` worker trains in
+            ``resources.precision.gpu`` (its device stays the CPU: the speed is what differs).
     """
 
     def __init__(self, cfg: Any, seconds_per_iteration: Sequence[float] = (1.0, 1.0),
                  nodes: Sequence[str] | None = None,
-                 resources: Sequence[Mapping[str, float]] | None = None) -> None:
+                 resources: Sequence[Mapping[str, float]] | None = None,
+                 shapes: Sequence[str] | None = None) -> None:
         from pbtune.workloads import get
         from pbtune.workloads.registry import load_data
 
@@ -73,7 +79,7 @@ class SimulatedExecutor:
         self.workers: list[SimWorker] = []
         for i, spi in enumerate(seconds_per_iteration):
             self.join(spi, nodes[i] if nodes else None, resources[i] if resources else None,
-                      announce=False)
+                      announce=False, shape=shapes[i] if shapes else "cpu:1")
         self.inflight: dict[int, tuple[float, int, Event]] = {}  # worker → (end, seq, event)
         self._queue: list[tuple[float, int, int]] = []  # (end, seq, worker)
         self._seq = itertools.count()
@@ -91,21 +97,28 @@ class SimulatedExecutor:
 
     def describe(self) -> list[dict[str, Any]]:
         return [{"index": w.index, "node_id": w.node, "ip": w.node, "host": "simulated",
-                 "pid": 0, "alive": w.alive} for w in self.workers]
+                 "pid": 0, "shape": w.shape, "precision": w.precision, "alive": w.alive}
+                for w in self.workers]
 
     def worker_event(self, journal: dict[str, Any] | None = None) -> WorkersChanged:
         """The pool as the coordinator sees it."""
         return WorkersChanged(tuple(
             WorkerInfo(w.index, w.node, alive=w.alive, describe={
-                k: v for k, v in d.items() if k != "alive"})
+                k: v for k, v in d.items() if k != "alive"}, shape=w.shape, precision=w.precision)
             for w, d in zip(self.workers, self.describe(), strict=True)), journal)
 
     def join(self, seconds_per_iteration: float, node: str | None = None,
-             resources: Mapping[str, float] | None = None, announce: bool = True) -> int:
+             resources: Mapping[str, float] | None = None, announce: bool = True,
+             shape: str = "cpu:1") -> int:
         """Add a worker (a node joined); returns its index."""
+        from pbtune.workloads.precision import resolve
+
         index = len(self.workers)
+        kind = "gpu" if shape.startswith("gpu") else "cpu"
+        precision = resolve(getattr(self.cls, "precisions", ("fp32",)),
+                            getattr(self.cfg.resources.precision, kind), kind, bf16_ok=True)
         self.workers.append(SimWorker(index, float(seconds_per_iteration), node or f"sim-{index}",
-                                      dict(resources or {})))
+                                      dict(resources or {}), shape=shape, precision=precision))
         if announce:
             self._changes.append({"event": "nodes_joined", "workers": [index]})
         return index
@@ -153,7 +166,8 @@ class SimulatedExecutor:
         options = resolve_for_node(cfg.options, w.resources)
 
         def make() -> Any:
-            return self.cls(c.config, data=self.data, options=options, seed=c.seed, device="cpu")
+            return self.cls(c.config, data=self.data, options=options, seed=c.seed, device="cpu",
+                            **workload_kwargs(w.precision))
 
         result, best, snapshot = run_segment(
             w.live, c.trial_id, make, c.config, c.target_iteration,

@@ -18,7 +18,8 @@ from pbtune.engines.base import Callback, Trial
 from pbtune.errors import UserError
 from pbtune.results.writer import flatten
 
-SKIP = {"trial_id", "iteration", "config", "worker", "node", "timestamp"}
+SKIP = {"trial_id", "iteration", "config", "worker", "node", "worker_shape", "precision",
+        "timestamp"}
 
 
 class TensorBoardLogger(Callback):

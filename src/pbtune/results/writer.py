@@ -21,8 +21,8 @@ from typing import Any
 from pbtune.engines.base import Callback, Trial
 from pbtune.store.checkpoints import atomic_write, serialize_state
 
-META_COLUMNS = ("time_this_iter_s", "worker", "node", "timestamp", "node_cpu_percent",
-                "node_gpu_percent", "worker_rss_mb")
+META_COLUMNS = ("time_this_iter_s", "worker", "node", "worker_shape", "precision", "timestamp",
+                "node_cpu_percent", "node_gpu_percent", "worker_rss_mb")
 
 
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -54,6 +54,9 @@ class Workload(ABC):
         default_param_space: a Ray-Tune-style search space (domain specs) for the population.
         default_mutations: ``hyperparam_mutations`` used when the config gives none.
         default_options: fixed settings and their defaults (``options`` overrides them).
+        precisions: the training precisions it implements (``fp32``, ``bf16``, ``fp16``); it is
+            given the one its worker uses as ``precision=`` (never for fp32, so a workload that
+            declares only fp32 need not take the argument). See :mod:`pbtune.workloads.precision`.
     """
 
     name: ClassVar[str] = ""
@@ -64,6 +67,7 @@ class Workload(ABC):
     default_param_space: ClassVar[Mapping[str, Any]] = {}
     default_mutations: ClassVar[Mapping[str, Any]] = {}
     default_options: ClassVar[Mapping[str, Any]] = {}
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
 
     def __init__(
         self,
@@ -73,6 +77,7 @@ class Workload(ABC):
         options: Mapping[str, Any] | None = None,
         seed: int = 0,
         device: str = "cpu",
+        precision: str = "fp32",
     ) -> None:
         """Build model(s) and optimiser(s) from ``config``.
 
@@ -82,11 +87,13 @@ class Workload(ABC):
             options: fixed settings, merged over ``default_options``.
             seed: seeds model initialisation and the workload's own RNG.
             device: torch device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+            precision: one of :attr:`precisions` (autocast dtype; fp32 = none).
         """
         self.config: dict[str, Any] = {**self.default_config, **dict(config)}
         self.options: dict[str, Any] = {**self.default_options, **dict(options or {})}
         self.seed = seed
         self.device = device
+        self.precision = precision
         self.iteration = 0  # training iterations completed
 
     @classmethod

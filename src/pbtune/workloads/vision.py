@@ -6,7 +6,7 @@ straight out of the node-shared uint8 arrays from :meth:`VisionWorkload.load_dat
 views into Ray's object store on CPU; one device copy per worker process on CUDA, shared by every
 trial the worker runs), and crops, flips and normalises whole batches on the training device with
 its own generator (:mod:`pbtune.workloads.augment`). No DataLoader, no PIL, no per-trial copy of
-the training set. On CUDA: bf16 autocast and channels-last; on CPU plain fp32.
+the training set. On CUDA: bf16 autocast (``resources.precision``) and channels-last.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ class VisionWorkload(Workload):
         **_DOMAINS,
         "batch_size": [128, 256, 512, 1024],  # ordered categorical: explore moves to a neighbour
     }
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16")  # fp16 would need a GradScaler
     default_options: ClassVar[Mapping[str, Any]] = {
         "data_dir": "./data",
         "download": True,  # try torchvision's download when files are missing
@@ -75,7 +76,6 @@ class VisionWorkload(Workload):
         "width": 64,  # channels of the stem/stage 1 (64 = standard ResNet)
         "cifar_stem": True,  # 3×3 stride-1 first conv, no max-pool (32×32 inputs)
         "augment": True,  # random crop (4 px padding) + horizontal flip, batched on device
-        "amp": True,  # bf16 autocast, CUDA only
         "channels_last": True,  # CUDA only
         "eval_batch_size": 1024,  # images per evaluation forward pass
         "threads": None,  # torch intra-op threads; None leaves torch's setting alone
@@ -114,15 +114,17 @@ class VisionWorkload(Workload):
         options: Mapping[str, Any] | None = None,
         seed: int = 0,
         device: str = "cpu",
+        precision: str = "fp32",
     ) -> None:
         self.check_hyperparameters(config)
-        super().__init__(config, data=data, options=options, seed=seed, device=device)
+        super().__init__(config, data=data, options=options, seed=seed, device=device,
+                         precision=precision)
         self.options = self._resolve_options(options)
         configure_threads(self.options["threads"])
         self.spec = datasets.get(self.dataset)
         self._device = torch.device(device)
         cuda = self._device.type == "cuda"
-        self._amp = bool(self.options["amp"]) and cuda
+        self._amp = self.precision == "bf16"  # resources.precision: bf16 autocast on any device
         self._channels_last = bool(self.options.get("channels_last", False)) and cuda
         if data is None:
             data = self.load_data(self.options)

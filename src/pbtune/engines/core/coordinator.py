@@ -201,7 +201,7 @@ class PopulationCoordinator:
         return out
 
     def _absorb(self, t: TrialState, ev: SegmentFinished) -> list[Command]:
-        out, hit = intake.report_rows(t, ev, self.pool.node(ev.worker), self.s)
+        out, hit = intake.report_rows(t, ev, self.pool.columns(ev.worker), self.s)
         if hit and not self.stopping:
             self.stopping, self.stop_reason = True, "metric_threshold"
         best = intake.best_candidate(t, ev.result)
@@ -239,7 +239,7 @@ class PopulationCoordinator:
             if not trials:
                 continue
             for worker, t in self.dispatcher.assign(
-                    idle, trials, running, speeds=self.pool.speeds, mode=self.s.mode,
+                    idle, trials, running, speeds=self.pool.estimated_speeds(), mode=self.s.mode,
                     length=lambda t: self.bar.end(t, barrier) - t.iteration):
                 out.append(self._start(worker, t, now_s))
         return out

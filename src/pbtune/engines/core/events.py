@@ -69,6 +69,12 @@ class WorkerInfo:
     ready: bool = True
     alive: bool = True
     describe: dict[str, Any] = field(default_factory=dict, compare=False)  # for on_workers
+    shape: str = "cpu:1"  # what the worker holds: ``gpu:0.5/cpu:1`` (``worker_shape`` column)
+    precision: str = "fp32"  # what its trials train in (``precision`` column)
+
+    def columns(self) -> dict[str, str]:
+        """The columns every row this worker trains carries: where and how it ran."""
+        return {"node": self.node, "worker_shape": self.shape, "precision": self.precision}
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,12 @@ from pbtune.engines.core.settings import RunSettings
 from pbtune.engines.core.state import TrialState
 
 
-def report_rows(t: TrialState, ev: SegmentFinished, node: str,
+def report_rows(t: TrialState, ev: SegmentFinished, where: dict[str, str],
                 s: RunSettings) -> tuple[list[Command], bool]:
-    """Record the segment's scores and report its new rows; ``(commands, threshold reached)``."""
+    """Record the segment's scores and report its new rows; ``(commands, threshold reached)``.
+
+    ``where`` is the worker's columns (node, worker shape, precision), added to every row.
+    """
     out: list[Command] = []
     hit = False
     for row in ev.result["rows"]:
@@ -26,7 +29,7 @@ def report_rows(t: TrialState, ev: SegmentFinished, node: str,
         t.scores[row["iteration"]] = value
         if row["iteration"] > t.recorded:  # a re-run after a rollback is not re-reported
             row = {**row, "trial_id": t.trial_id, "config": dict(t.config), "worker": ev.worker,
-                   "node": node}
+                   **where}
             t.recorded, t.record.last_result = row["iteration"], row
             t.record.results += 1
             out.append(Notify("on_result", (t.record, row)))

@@ -42,16 +42,41 @@ class WorkerTable:
     def node(self, worker: int) -> str:
         return self.workers[worker].node if worker in self.workers else ""
 
+    def columns(self, worker: int) -> dict[str, str]:
+        """``node``, ``worker_shape`` and ``precision`` for the rows ``worker`` trained."""
+        info = self.workers.get(worker)
+        return info.columns() if info else {"node": "", "worker_shape": "", "precision": ""}
+
     def record_speed(self, worker: int, iterations: int, compute_s: float) -> None:
         if iterations and compute_s > 0:
             rate, old = iterations / compute_s, self.speeds.get(worker)
             self.speeds[worker] = rate if old is None else 0.7 * old + 0.3 * rate
 
+    def estimated_speeds(self) -> dict[int, float]:
+        """Measured speeds, plus an estimate for unmeasured workers of a measured shape.
+
+        Why: on a mixed cluster a worker's shape predicts its speed (a GPU worker is several
+        times a CPU worker). A GPU worker that joins, or is replaced, is planned at its shape's
+        mean speed from its first segment, instead of as fast as the fastest worker (which would
+        hand a fresh CPU worker the most promising trial) or not at all.
+        """
+        by_shape: dict[str, list[float]] = {}
+        for index, speed in self.speeds.items():
+            if index in self.workers:
+                by_shape.setdefault(self.workers[index].shape, []).append(speed)
+        out = dict(self.speeds)
+        for w in self.workers.values():
+            if w.index not in out and w.alive and w.shape in by_shape:
+                known = by_shape[w.shape]
+                out[w.index] = sum(known) / len(known)
+        return out
+
     def idle(self) -> list[int]:
         """Idle live workers, fastest first (unmeasured ones count as fast: they get measured)."""
         free = [w.index for w in self.workers.values()
                 if w.alive and w.ready and w.index not in self.running]
-        return sorted(free, key=lambda w: (-self.speeds.get(w, math.inf), w))
+        speeds = self.estimated_speeds()
+        return sorted(free, key=lambda w: (-speeds.get(w, math.inf), w))
 
     def busy(self, now_s: float) -> dict[int, tuple[float, int]]:
         """Busy worker → (seconds its segment has run, iterations it was asked for)."""

@@ -60,7 +60,9 @@ class RayExecutor:
         pool = self.pool
         return WorkersChanged(tuple(
             WorkerInfo(i, str(info["ip"]), ready=i not in pool.starting, alive=i not in pool.dead,
-                       describe=dict(info)) for i, info in enumerate(pool.info)), journal)
+                       describe=dict(info), shape=str(info.get("shape", pool.specs[i].shape)),
+                       precision=str(info.get("precision", "")))
+            for i, info in enumerate(pool.info)), journal)
 
     # -- commands --------------------------------------------------------------------------------
     def execute(self, command: Any) -> None:

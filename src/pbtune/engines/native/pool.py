@@ -14,7 +14,7 @@ from typing import Any
 
 import ray
 
-from pbtune.cluster import actor_options, cluster_nodes, connect, plan_cluster
+from pbtune.cluster import actor_options, cluster_nodes, connect, plan_for
 from pbtune.engines.native.worker import RemoteWorker
 from pbtune.engines.node_options import driver_options
 from pbtune.errors import UserError
@@ -33,14 +33,7 @@ class WorkerPool:
 
         res = cfg.resources
         connect(res.address)
-        plan = plan_cluster(
-            cluster_nodes(),
-            cpus_per_trial=res.cpus_per_trial,
-            gpus_per_trial=res.gpus_per_trial,
-            reserve_cpus=res.reserve_cpus,
-            resource_allocation=dict(res.resource_allocation) or None,
-            slots=res.slots,
-        )
+        plan = plan_for(cluster_nodes(), res)
         if not plan.workers:
             raise UserError("no worker slot can be placed: " + "; ".join(plan.problems)
                             + " (run `pbtune plan` for the per-node table)")
@@ -49,10 +42,9 @@ class WorkerPool:
         self._res = res
         self.data_ref: Any = None
         self._stop_sent = False
-        threads = max(1, int(res.cpus_per_trial))
         workload = canonical_spec(cfg.workload)
         self.workers = []
-        self._args = (workload, dict(cfg.options), threads)
+        self._args = (workload, dict(cfg.options), res.precision)
         self._launched = time.monotonic()
         # Workers start (and import torch) while the driver decodes the data.
         for spec in plan.workers:
@@ -89,12 +81,27 @@ class WorkerPool:
                 "them, lower resources.slots, or raise resources.start_timeout_s")
         done = set(ray.wait(refs, num_returns=len(refs), timeout=0)[0])
         info: list[dict[str, Any]] = []
+        failed: list[str] = []
         for spec, ref in zip(self.specs, refs, strict=True):
             if ref in done:
-                info.append(ray.get(ref))
+                try:
+                    info.append(ray.get(ref))
+                    continue
+                except ray.exceptions.RayError as exc:  # its constructor raised (no CUDA, ...)
+                    failed.append(_last_line(exc))
+                    self.dead.add(spec.index)
+                info.append({"index": spec.index, "node_id": spec.node_id, "ip": spec.ip,
+                             "shape": spec.shape})
             else:
-                info.append({"index": spec.index, "node_id": spec.node_id, "ip": spec.ip})
+                info.append({"index": spec.index, "node_id": spec.node_id, "ip": spec.ip,
+                             "shape": spec.shape})
                 self.starting[spec.index] = ref
+        if failed and len(self.dead) == len(refs):
+            self.shutdown()
+            raise UserError(f"no worker could start: {failed[0]}")
+        if failed:
+            print(f"warning: {len(failed)} of {len(refs)} workers could not start "
+                  f"({failed[0]}); the run goes on with the others", file=sys.stderr)
         self._late = set(self.starting)  # planned workers the run started without
         self._timeout_s = timeout_s
         return info
@@ -120,10 +127,12 @@ class WorkerPool:
         return str(self.info[worker]["ip"])
 
     def _start(self, spec: Any) -> Any:
-        workload, options, threads = self._args
-        device = "cuda" if spec.num_gpus > 0 else "cpu"
+        """One worker actor for ``spec``: its device, threads and precision follow its shape."""
+        workload, options, precision = self._args
+        device = "cuda" if spec.kind == "gpu" else "cpu"
         handle = RemoteWorker.options(**actor_options(spec)).remote(
-            workload, options, None, spec.index, device, threads)
+            workload, options, None, spec.index, device, max(1, int(spec.num_cpus)),
+            shape=spec.shape, precision=getattr(precision, spec.kind))
         if self.data_ref is not None:  # a replacement worker: the data is shared already
             handle.set_data.remote(self.data_ref)
         if self._stop_sent:  # started while the run stops: it must not start a segment either
@@ -165,9 +174,7 @@ class WorkerPool:
         """
         res = self._res
         room = None if res.slots is None else max(0, res.slots - (self.size - len(self.dead)))
-        plan = plan_cluster(nodes, cpus_per_trial=res.cpus_per_trial,
-                            gpus_per_trial=res.gpus_per_trial, reserve_cpus=res.reserve_cpus,
-                            resource_allocation=dict(res.resource_allocation) or None, slots=room)
+        plan = plan_for(nodes, res, slots=room)
         specs = [replace(s, index=self.size + i) for i, s in enumerate(plan.workers)]
         if room == 0 or not specs:
             return []
@@ -175,7 +182,8 @@ class WorkerPool:
             handle = self._start(spec)
             self.specs.append(spec)
             self.workers.append(handle)
-            self.info.append({"index": spec.index, "node_id": spec.node_id, "ip": spec.ip})
+            self.info.append({"index": spec.index, "node_id": spec.node_id, "ip": spec.ip,
+                              "shape": spec.shape})
             self.starting[spec.index] = handle.info.remote()
         return [spec.index for spec in specs]
 
@@ -219,3 +227,9 @@ class WorkerPool:
     def shutdown(self) -> None:
         for handle in self.workers:
             ray.kill(handle)
+
+
+def _last_line(exc: BaseException) -> str:
+    """The message that matters in a Ray error: the last line of its text (the cause's own)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

@@ -57,6 +57,9 @@ class Worker:
         index: the worker's slot number (for logs and the timeline).
         device: torch device for this worker (``"cpu"`` or ``"cuda"``).
         threads: torch intra-op threads (1 per CPU of the slot; None leaves torch's default).
+        shape: the slot's resources as a label (``gpu:0.5/cpu:1``), for rows and the status.
+        precision: ``resources.precision`` for this worker's kind (``auto`` resolved here, where
+            the GPU is known).
     """
 
     def __init__(
@@ -67,10 +70,26 @@ class Worker:
         index: int,
         device: str = "cpu",
         threads: int | None = None,
+        *,
+        shape: str = "cpu:1",
+        precision: str = "fp32",
     ) -> None:
         from pbtune.workloads import get
+        from pbtune.workloads.precision import resolve, workload_kwargs
 
         self.cls = get(workload)
+        if device == "cuda" and "torch" in sys.modules:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise RuntimeError(
+                    "Ray gave this worker a GPU but torch sees no CUDA device (a CPU-only torch "
+                    "build, or CUDA_VISIBLE_DEVICES emptied); install a CUDA build of torch on "
+                    "this node or set resources.gpus_per_trial: 0")
+        kind = "gpu" if device == "cuda" else "cpu"
+        self.shape = shape
+        self.precision = resolve(getattr(self.cls, "precisions", ("fp32",)), precision, kind)
+        self._kwargs = workload_kwargs(self.precision)
         if "torch" in sys.modules:  # the workload's module imported it
             import torch
 
@@ -121,6 +140,9 @@ class Worker:
             "ip": ray.util.get_node_ip_address(),
             "host": socket.gethostname(),
             "pid": os.getpid(),
+            "shape": self.shape,
+            "device": self.device,
+            "precision": self.precision,
         }
 
     def holds(self) -> list[str]:
@@ -170,7 +192,7 @@ class Worker:
         """
         return run_segment(
             self.trials, trial_id, lambda: self.cls(config, data=self.data, options=self.options,
-                                                    seed=seed, device=self.device),
+                                                    seed=seed, device=self.device, **self._kwargs),
             config, target_iteration, state=state, include_rng=include_rng, rng_from=rng_from,
             metric=metric, mode=mode, threshold=threshold, best_so_far=best_so_far,
             deadline=deadline, stop=self._stop.is_set,

@@ -73,17 +73,15 @@ class TuneEngine:
         """Connect to Ray, count the slots, load the data once into the object store."""
         if self.data_ref is not None:
             return
-        from pbtune.cluster import cluster_nodes, connect, plan_cluster
+        from pbtune.cluster import cluster_nodes, connect, plan_for
         from pbtune.workloads import get
         from pbtune.workloads.registry import load_data
 
         start = time.time()
         res = self.cfg.resources
         connect(res.address)
-        plan = plan_cluster(cluster_nodes(), cpus_per_trial=res.cpus_per_trial,
-                            gpus_per_trial=res.gpus_per_trial, reserve_cpus=res.reserve_cpus,
-                            resource_allocation=dict(res.resource_allocation) or None,
-                            slots=res.slots)
+        # Tune gives every trial one resource shape: GPU workers only when gpus_per_trial > 0.
+        plan = plan_for(cluster_nodes(), res, cpu_workers="none")
         if not plan.workers:
             raise UserError("no worker slot can be placed: " + "; ".join(plan.problems)
                             + " (run `pbtune plan` for the per-node table)")

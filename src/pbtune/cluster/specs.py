@@ -1,0 +1,110 @@
+"""The plan's records: nodes as the planner sees them, worker slots, per-node and whole plans.
+
+Why apart: the engines, the reporting table and the planner all read these; keeping them free of
+the arithmetic lets each of those import only what it needs. Pure (no Ray).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+TRIALS_PER_WORKER = 1  # T: a worker actor runs one trial segment at a time
+SMALL_NODE_CPUS = 4.0  # CPUs; the reserve only bites above this (see effective_reserve)
+_RAY_UNITS = 10_000  # Ray stores resource amounts as integers in 1/10000 units
+_CAPPED_KEYS = ("CPU", "GPU")  # what resource_allocation may cap
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One Ray node as the planner sees it (``cpus``/``gpus`` are Ray's logical totals)."""
+
+    node_id: str
+    ip: str
+    cpus: float
+    gpus: float
+    custom: Mapping[str, float] = field(default_factory=dict)
+    alive: bool = True
+    is_head: bool = False
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """One persistent worker slot: the engine starts one Ray actor per spec, pinned to node_id.
+
+    ``gpu_index`` is the node-local GPU the slot is planned on (the first one for multi-GPU
+    slots), or None for CPU-only trials; Ray picks the physical device (see placement).
+    """
+
+    index: int
+    node_id: str
+    ip: str
+    num_cpus: float
+    num_gpus: float
+    gpu_index: int | None
+
+    @property
+    def kind(self) -> str:
+        """``"gpu"`` or ``"cpu"``: the device the worker's trials train on."""
+        return "gpu" if self.num_gpus > 0 else "cpu"
+
+    @property
+    def shape(self) -> str:
+        """What the worker holds, as trials.csv's ``worker_shape`` shows it: ``gpu:0.5/cpu:1``."""
+        cpus = f"cpu:{self.num_cpus:g}"
+        return f"gpu:{self.num_gpus:g}/{cpus}" if self.num_gpus else cpus
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """What one node contributes.
+
+    ``cap_cpus``/``cap_gpus`` are what trials may use there: the node's amount minus the
+    reserve (CPUs only), capped by ``resource_allocation``. ``reason`` says why the node got no
+    slots or fewer than it could hold; None when it is used fully.
+    """
+
+    ip: str
+    node_id: str
+    cpus: float  # logical CPUs Ray reports
+    gpus: float  # logical GPUs Ray reports
+    reserve: float  # CPUs kept for Ray/driver/OS (Csys) after the small-node rule
+    cap_cpus: float
+    cap_gpus: float
+    slots: int  # W, worker actors on this node
+    trials_concurrent: int  # T·W
+    reason: str | None = None
+    is_head: bool = False
+    gpu_slots: int = 0  # of ``slots``, the GPU workers (the rest are CPU workers)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The whole cluster's plan; ``nodes`` in fill order, ``workers`` numbered 0.. in it."""
+
+    nodes: tuple[NodePlan, ...]
+    workers: tuple[WorkerSpec, ...]
+    problems: tuple[str, ...] = ()
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    slots_asked: int | None = None
+    cpus_per_cpu_trial: float = 1.0  # CPUs of a CPU worker when GPU workers exist too
+
+    def shapes(self) -> dict[str, int]:
+        """Worker shape → how many workers have it (``{"gpu:0.5/cpu:1": 2, "cpu:2": 3}``)."""
+        out: dict[str, int] = {}
+        for w in self.workers:
+            out[w.shape] = out.get(w.shape, 0) + 1
+        return out
+
+    @property
+    def total_slots(self) -> int:
+        return len(self.workers)
+
+    @property
+    def trials_concurrent(self) -> int:
+        return TRIALS_PER_WORKER * len(self.workers)
+
+    def can_run(self) -> bool:
+        """True when at least one slot is placed; otherwise ``problems`` says why per node."""
+        return bool(self.workers)

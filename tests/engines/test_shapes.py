@@ -1,0 +1,92 @@
+"""Worker shapes (issue 15) on the simulated executor and in the dispatchers: one population on
+GPU and CPU workers, rows that say where and how each iteration ran, and speed-aware dispatch
+that learns each shape's speed. Deterministic and Ray-free; the Ray run on a multi-node cluster
+with a logical GPU is tests/engines/test_heterogeneous_pbt.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from pbtune.config import dump_yaml
+from pbtune.engines.core.events import WorkerInfo, WorkersChanged
+from pbtune.engines.core.workers import WorkerTable
+from pbtune.engines.dispatch.speed_aware import earliest_finish
+from pbtune.engines.native.engine import NativeEngine
+from pbtune.engines.simulated import SimulatedExecutor
+from pbtune.results import ResultsWriter, create_run_dir, write_metadata
+from tests.engines.test_native import read_rows, toy_config
+from tests.engines.test_simulated import decisions, scores
+
+GPU, CPU = "gpu:0.5/cpu:1", "cpu:1"
+SHAPES = [GPU, CPU, CPU, CPU]
+SPEEDS = [0.1, 1.0, 1.0, 1.0]  # virtual s per iteration: the GPU worker is 10x faster
+
+
+def simulate(cfg, root, shapes=SHAPES, speeds=SPEEDS):
+    run_dir = create_run_dir(root, cfg.name)
+    write_metadata(run_dir, dump_yaml(cfg))
+    ex = SimulatedExecutor(cfg, speeds, shapes=shapes)
+    summary = NativeEngine(cfg, [ResultsWriter(run_dir)], executor=ex).run()
+    return summary, run_dir, ex
+
+
+def config(**sets):
+    return toy_config(**{"population": 8, "stop.max_iterations": 8, "options": {"noise": 0.1},
+                         "pbt.quantile_fraction": 0.5, "resources.slots": None,
+                         "resources.gpus_per_trial": 0.5,
+                         "resources.precision": {"gpu": "bf16"}, **sets})
+
+
+@pytest.mark.parametrize("scheduling", ["affinity", "speed-aware"])
+def test_rows_name_shape_and_precision_and_exploits_cross_shapes(tmp_path, scheduling):
+    summary, run_dir, ex = simulate(config(scheduling=scheduling), tmp_path)
+    rows = read_rows(run_dir)
+    assert summary["iterations"] == 8 * 8
+    shape_of = {str(i): s for i, s in enumerate(SHAPES)}
+    for trial_rows in rows.values():
+        for r in trial_rows.values():
+            assert r["worker_shape"] == shape_of[r["worker"]]
+            assert r["precision"] == ("bf16" if r["worker_shape"] == GPU else "fp32")
+    assert {w for _, w, *_ in ex.segments} == {0, 1, 2, 3}  # no CPU worker sat idle
+    crossed = [d for d in decisions(run_dir) if rows[d[1]][d[3]]["worker_shape"]
+               != rows[d[0]][d[2] + 1]["worker_shape"]]
+    assert crossed  # a donor's state went from one shape to the other
+
+
+def test_shapes_change_where_trials_run_not_the_results(tmp_path):
+    """States are device-independent: the same seed gives the same decisions and scores whether
+    the population runs on mixed shapes or on identical CPU workers."""
+    _, mixed, _ = simulate(config(), tmp_path / "mixed")
+    _, plain, _ = simulate(config(), tmp_path / "plain", shapes=[CPU] * 4, speeds=[1.0] * 4)
+    assert decisions(mixed) == decisions(plain)
+    assert scores(mixed) == scores(plain)
+
+
+def test_gpu_worker_takes_the_most_promising_trial():
+    class T:
+        def __init__(self, tid, score, worker=None):
+            self.trial_id, self.iteration, self.worker = tid, 2, worker
+            self.scores = {2: score}
+
+    # 12 two-iteration segments: the GPU worker (10 it/s) would need 2.4 s for all of them, a
+    # CPU worker (1 it/s) 2 s for one: the plan gives the GPU worker the most promising trial
+    # and the CPU workers one each. (With only a few segments left, the GPU worker would finish
+    # them all before a CPU worker finished one, and the CPU workers rightly decline.)
+    trials = [T(f"t{i:02d}", (i * 7 % 12) / 12, i % 3) for i in range(12)]
+    plan = dict(earliest_finish([1, 0, 2], trials, {}, speeds={0: 10.0, 1: 1.0, 2: 1.0},
+                                mode="max", length=lambda t: 2))
+    best = max(trials, key=lambda t: t.scores[2])
+    assert plan[0] is best  # the most promising trial on the fast (GPU) worker
+    assert set(plan) == {0, 1, 2}  # and the CPU workers are not idle
+
+
+def test_an_unmeasured_worker_is_planned_at_its_shapes_speed():
+    table = WorkerTable()
+    table.update(WorkersChanged(tuple(WorkerInfo(i, f"n{i}", shape=s)
+                                      for i, s in enumerate([GPU, CPU, GPU, CPU, "cpu:4"]))))
+    table.record_speed(0, 10, 1.0)  # 10 it/s
+    table.record_speed(1, 1, 1.0)
+    est = table.estimated_speeds()
+    assert est[2] == pytest.approx(10.0) and est[3] == pytest.approx(1.0)
+    assert 4 not in est  # a shape never measured: counted as fast until measured
+    assert table.idle()[:2] == [4, 0]  # unmeasured first, then the measured fastest
