@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -13,12 +14,16 @@ import pytest
 SLURM = Path(__file__).resolve().parents[2] / "slurm"
 SCRIPTS = sorted(SLURM.iterdir())
 
-# `ray start ... --block` sleeps (its pid in a file) until `ray stop` kills it; calls are logged.
+# `ray start ... --block` says it started, as Ray does, then runs until TERM (the scripts stop
+# their own Ray that way, never with `ray stop`); calls are logged.
 FAKE_RAY = """#!/usr/bin/env bash
 echo "ray $*" >> "$FAKE_LOG"
 case "$1" in
-  start) if [[ " $* " == *" --block "* ]]; then echo $$ > "$FAKE_LOG.pid"; exec sleep 30; fi ;;
-  stop) [[ -f "$FAKE_LOG.pid" ]] && kill "$(cat "$FAKE_LOG.pid")" 2> /dev/null; true ;;
+  start) if [[ " $* " == *" --block "* ]]; then
+           echo "Ray runtime started."
+           trap 'echo "ray stopped by TERM" >> "$FAKE_LOG"; exit 0' TERM
+           sleep 30 & wait
+         fi ;;
 esac
 """
 FAKE_PBTUNE = """#!/usr/bin/env bash
@@ -65,9 +70,9 @@ def test_head_publishes_address_runs_and_signals_shutdown(fake_env):
     host, port = addr.split(":")
     assert host == "10.1.2.3" and 0 < int(port) < 65536
     assert log[0].startswith(f"ray start --head --node-ip-address=10.1.2.3 --port={port} "
-                             "--num-cpus=3 --num-gpus=0")
+                             "--num-cpus=3 --num-gpus=0 --dashboard-agent-listen-port=")
     assert f"pbtune run cfg.yaml --address {addr} --seed 3" in log
-    assert log[-1] == "ray stop --force"
+    assert log[-1] == "ray stopped by TERM"  # its own Ray, not `ray stop` (every Ray of the user)
     shared = tmp / "shared"
     assert (shared / "ray_shutdown").read_text().strip() == addr
     assert not (shared / "ray_head_address").exists()
@@ -92,9 +97,10 @@ def test_worker_joins_and_leaves_only_on_its_heads_marker(fake_env):
         if proc.poll() is None:
             proc.kill()
     log = (tmp / "log").read_text().splitlines()
-    assert log[0] == ('ray start --address=10.1.2.3:6380 --num-cpus=3 --num-gpus=0 '
-                      '--disable-usage-stats --resources={"fast": 1} --block')
-    assert log[-1] == "ray stop --force"
+    assert re.fullmatch(r'ray start --address=10\.1\.2\.3:6380 --num-cpus=3 --num-gpus=0 '
+                        r'--disable-usage-stats --dashboard-agent-listen-port=\d+ '
+                        r'--resources=\{"fast": 1\} --block', log[0])
+    assert log[-1] == "ray stopped by TERM"
 
 
 # A `pbtune run` that trains until it is stopped: on TERM it checkpoints and exits 130, as the
@@ -130,7 +136,21 @@ def test_shutdown_txt_stops_the_run_cleanly_and_the_head_logs_its_times(fake_env
             proc.kill()
     assert proc.returncode == 130
     log = (tmp / "log").read_text().splitlines()
-    assert "pbtune checkpointed on TERM" in log and log[-1] == "ray stop --force"
+    assert "pbtune checkpointed on TERM" in log and log[-1] == "ray stopped by TERM"
     assert "shutdown.txt found" in out
     assert "head job local started 20" in out and "head job local finished 20" in out
     assert (shared / "ray_shutdown").exists()  # the workers are told to leave too
+
+
+def test_a_worker_whose_ray_cannot_start_fails_its_job(fake_env):
+    """A node whose `ray start` fails (a port taken, the head gone) must not end its job with
+    status 0 as if it had served the run: SLURM's accounting would hide the lost node."""
+    tmp, env = fake_env
+    (tmp / "bin" / "ray").write_text('#!/usr/bin/env bash\necho "raylet failed" >&2\nexit 3\n')
+    shared = tmp / "shared"
+    shared.mkdir()
+    (shared / "ray_head_address").write_text("10.1.2.3:6380\n")
+    proc = subprocess.run(["bash", str(SLURM / "pbtune-worker.sbatch")], env=env, timeout=30,
+                          capture_output=True, text=True)
+    assert proc.returncode == 3
+    assert "raylet failed" in proc.stderr and "ended with status 3" in proc.stderr
