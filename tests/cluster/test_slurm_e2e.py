@@ -130,6 +130,7 @@ def test_submit_runs_the_real_pbtune_on_a_real_ray_cluster_and_shuts_down(short_
         assert "3 worker slots, 3 concurrent trials: 1 GPU worker of 1 GPU + 1 CPU, " \
                "2 CPU workers of 1 CPU" in head
         assert "stopped: max_iterations" in head
+        assert "; 2 x cpu:1, 1 x gpu:1/cpu:1" in head  # the status line counts both shapes
         shared = tmp / "shared"
         assert (shared / "ray_auth_mode").read_text().strip() == "token"
         assert (shared / "ray_auth_token").stat().st_mode & 0o777 == 0o600

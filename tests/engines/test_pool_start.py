@@ -27,15 +27,18 @@ def _blockers(ray, n: int) -> list:
     return blockers
 
 
-@pytest.mark.parametrize("timeout_s", [120, 2])
+@pytest.mark.parametrize("timeout_s", [120, 6])
 def test_run_starts_with_the_first_worker_and_adopts_the_late_one(
         ray_local, tmp_path, capsys, timeout_s):
     """The run does not wait for every worker (start_timeout_s is only how long it waits for the
-    first); a worker still starting after start_timeout_s is named in a warning."""
+    first); a worker still starting after start_timeout_s is named in a warning.
+
+    The short timeout is 6 s, not less: on a loaded 2-core CI runner starting the first worker
+    process alone has taken over 2 s, and the test must not depend on that."""
     ray = ray_local
     (blocker,) = _blockers(ray, 1)  # 1 of the 2 CPUs the plan counts is taken
     cfg = toy_config(**{"resources.reserve_cpus": 0, "resources.start_timeout_s": timeout_s,
-                        "population": 4, "stop.max_iterations": 16,
+                        "population": 4, "stop.max_iterations": 24,
                         "options": {"sleep": 0.1}})
     run_dir = create_run_dir(tmp_path, cfg.name)
     engine = create_engine(cfg, [ResultsWriter(run_dir)])
@@ -45,18 +48,19 @@ def test_run_starts_with_the_first_worker_and_adopts_the_late_one(
         assert time.monotonic() - started < 30  # not the 120 s timeout
         late = set(engine.pool.starting)
         assert len(late) == 1
-        threading.Timer(3.0, ray.kill, args=(blocker,)).start()  # the CPU frees up mid-run
+        # The CPU frees up mid-run, after the warning is due (start_timeout_s after launch).
+        threading.Timer(7.0, ray.kill, args=(blocker,)).start()
         summary = engine.run()
     finally:
         ray.kill(blocker)
-    warned = "1 of 2 workers had not started after 2 s" in capsys.readouterr().err
-    assert warned == (timeout_s == 2)
-    assert not summary["errors"] and summary["iterations"] == 64
+    warned = "1 of 2 workers had not started after 6 s" in capsys.readouterr().err
+    assert warned == (timeout_s == 6)
+    assert not summary["errors"] and summary["iterations"] == 4 * 24
     with (run_dir / "timeline.csv").open() as f:
         ran = {int(r["worker"]) for r in csv.DictReader(f)}
     assert late <= ran  # the late worker was adopted and ran segments
     rows = read_rows(run_dir)
-    assert all(sorted(r) == list(range(1, 17)) for r in rows.values())
+    assert all(sorted(r) == list(range(1, 25)) for r in rows.values())
 
 
 def test_no_worker_can_start_is_a_user_error(ray_local, tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,20 @@ def test_presets_mirror_the_original_experiments(preset: str) -> None:
     assert config["checkpoint_interval"] == 50 and config["report_interval"] == 300
     assert set(config["pbt"]["hyperparam_mutations"]) == {"lr", "momentum", "weight_decay"}
     assert config["metric"] == "accuracy" and config["mode"] == "max"
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32),
+                                                  ("bf16", torch.bfloat16)])
+def test_precision_is_the_autocast_dtype_on_any_device(cifar, precision, dtype) -> None:
+    """resources.precision reaches the workload as ``precision=``: bf16 autocasts the convolutions
+    (on CPU too, for ``precision.cpu: bf16``), fp32 leaves them alone; the state stays fp32."""
+    base, data = cifar
+    w = get("resnet18-cifar10")({"batch_size": 8}, data=data, seed=0,
+                                options={**base, "steps_per_iteration": 1}, precision=precision)
+    seen: list[torch.dtype] = []
+    conv = next(m for m in w.model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    assert math.isfinite(w.train(1)["loss"])
+    assert seen and set(seen) == {dtype}
+    assert all(v.dtype == torch.float32 for v in w.get_state()["model"].values()
+               if v.is_floating_point())

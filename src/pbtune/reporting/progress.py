@@ -97,8 +97,14 @@ class ProgressPrinter(Callback):
         self.state.on_workers(workers)
         live = [w for w in workers if w.get("alive", True)]
         nodes = sorted({str(w["ip"]) for w in live})
+        shapes: dict[str, int] = {}
+        for w in live:
+            if w.get("shape"):
+                shapes[str(w["shape"])] = shapes.get(str(w["shape"]), 0) + 1
+        kinds = "; " + ", ".join(f"{n} x {s}" for s, n in sorted(shapes.items())) if len(
+            shapes) > 1 else ""  # mixed shapes: how many of each (GPU and CPU workers)
         self._print(f"workers: {len(live)} live on {len(nodes)} node"
-                    f"{'s' if len(nodes) != 1 else ''} ({', '.join(nodes) or '-'})")
+                    f"{'s' if len(nodes) != 1 else ''} ({', '.join(nodes) or '-'}){kinds}")
 
     def on_trial_start(self, trial: Trial) -> None:
         self.state.on_trial_start(trial)
