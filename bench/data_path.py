@@ -31,7 +31,7 @@ from pbtune.workloads._torch_utils import seeded_generator
 from pbtune.workloads.augment import crop_flip, normalize
 from pbtune.workloads.models import build_model
 from pbtune.workloads.shared_data import shared_tensor
-from pbtune.workloads.vision import ResNet18CIFAR10
+from pbtune.workloads.vision_presets import ResNet18CIFAR10
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 

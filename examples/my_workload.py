@@ -18,6 +18,7 @@ Copy this file and replace the data and the model. What the engine relies on (se
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -133,7 +134,9 @@ class MyWorkload(Workload):
 
     def set_state(self, state: Mapping[str, Any], *, include_rng: bool = True) -> None:
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        # A copy: load_state_dict keeps the CPU tensors it is given, and this state may be a
+        # donor's snapshot that other trials load too.
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
         if include_rng:
             self.generator.set_state(state["rng"].clone())
         self.iteration = int(state["iteration"])

@@ -123,6 +123,25 @@ def test_train_evaluate_and_state_round_trip(case: Case) -> None:
     assert all(_equal(a, b) for a, b in zip(before, _tensors(state), strict=True))
 
 
+def test_set_state_takes_a_copy_and_replays_exactly(case: Case) -> None:
+    """A state handed to ``set_state`` (a donor's snapshot, which an exploit may hand to several
+    targets) must not be aliased: ``Optimizer.load_state_dict`` keeps CPU tensors it is given,
+    so a target training on would change the donor's momentum under every other reader. And two
+    trials loaded from one state train identically: nothing outside the state matters."""
+    source = case.build(seed=0)
+    source.train(1)
+    state = source.get_state()
+    tensors = _tensors(state)
+    before = [t.clone() if isinstance(t, torch.Tensor) else t.copy() for t in tensors]
+    a, b = case.build(seed=1), case.build(seed=2)
+    a.set_state(state)
+    first = a.train(1)
+    assert all(_equal(x, y) for x, y in zip(before, _tensors(state), strict=True)), (
+        "training after set_state changed the state it was given (load a copy)")
+    b.set_state(state)
+    assert b.train(1) == first
+
+
 def _equal(a: Any, b: Any) -> bool:
     return torch.equal(a, b) if isinstance(a, torch.Tensor) else np.array_equal(a, b)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -24,6 +24,7 @@ __all__ = [
     "configure_threads",
     "generator_state",
     "is_finite",
+    "load_optimizer_state",
     "optimizer_state_to_device",
     "restore_generator",
     "seeded_generator",
@@ -108,6 +109,17 @@ def state_to_cpu(obj: Any) -> Any:
         items = [state_to_cpu(v) for v in obj]
         return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
     return copy.deepcopy(obj)
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
+    """``optimizer.load_state_dict`` on a copy of ``state``.
+
+    Why: ``load_state_dict`` keeps a CPU tensor it is given when the parameter is on the CPU too
+    (it only casts), so the optimiser's momentum buffers *are* the state's tensors: training on
+    would change a donor's snapshot under every other trial that loads it (an exploit can hand
+    one donor state to several targets) and under the coordinator's recovery point.
+    """
+    optimizer.load_state_dict(copy.deepcopy(dict(state)))
 
 
 def optimizer_state_to_device(optimizer: torch.optim.Optimizer, device: str | torch.device) -> None:

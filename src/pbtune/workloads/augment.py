@@ -18,7 +18,38 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-__all__ = ["crop_flip", "draw_crop_flip", "normalize"]
+__all__ = ["AugmentStream", "crop_flip", "draw_crop_flip", "normalize"]
+
+
+class AugmentStream:
+    """Augmentation randomness on the training device whose state is device-independent.
+
+    Why: a CUDA generator's state (Philox: 16 bytes) and a CPU generator's (Mersenne Twister:
+    5,056 bytes) are different things; ``set_state`` with the other device's raises, so a GPU
+    trial's state could not continue on a CPU worker (mixed populations migrate trials) nor load
+    on a laptop. Here the *state* is a CPU seed stream; each batch's draws come from a device
+    generator reseeded from it (``manual_seed`` is a host-side call: no sync). The same device
+    type replays the same draws bit for bit; another device type continues with a different but
+    equally random stream.
+    """
+
+    def __init__(self, seed: int, device: str | torch.device = "cpu") -> None:
+        self.seeds = torch.Generator()
+        self.seeds.manual_seed(int(seed))
+        self.device_generator = torch.Generator(device=device)
+
+    def generator(self) -> torch.Generator:
+        """The device generator, freshly seeded for one batch."""
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.seeds))
+        self.device_generator.manual_seed(seed)
+        return self.device_generator
+
+    def get_state(self) -> torch.Tensor:
+        """The seed stream's state (a CPU uint8 tensor, the same on every device)."""
+        return self.seeds.get_state().clone()
+
+    def set_state(self, state: torch.Tensor) -> None:
+        self.seeds.set_state(state.detach().to("cpu", dtype=torch.uint8, copy=True))
 
 
 def draw_crop_flip(
@@ -97,9 +128,27 @@ def normalize(
     channels = images.shape[1]
     if len(mean) != channels or len(std) != channels:
         raise ValueError(f"mean/std have {len(mean)}/{len(std)} entries for {channels} channels")
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, -1, 1, 1)
-    scale = 1.0 / (255.0 * std_t)
-    shift = -mean_t / std_t
+    scale, shift = _affine(tuple(map(float, mean)), tuple(map(float, std)), images.device)
     out = torch.addcmul(shift, images.to(torch.float32), scale)
     return out.to(dtype=dtype, memory_format=memory_format)
+
+
+# (mean, std, device) → (scale, shift), each (1, C, 1, 1) on the device.
+_AFFINE: dict[tuple[tuple[float, ...], tuple[float, ...], str], tuple[torch.Tensor, ...]] = {}
+
+
+def _affine(mean: tuple[float, ...], std: tuple[float, ...],
+            device: torch.device) -> tuple[torch.Tensor, ...]:
+    """The per-channel affine map, built once per device.
+
+    Why cached: ``torch.tensor(list, device=cuda)`` is a blocking host-to-device copy; built per
+    batch it made every training and evaluation step wait for the GPU twice, so the CPU could
+    never queue the next step while the GPU ran this one.
+    """
+    key = (mean, std, str(device))
+    hit = _AFFINE.get(key)
+    if hit is None:
+        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        hit = _AFFINE[key] = ((1.0 / (255.0 * std_t)).to(device), (-mean_t / std_t).to(device))
+    return hit

@@ -25,6 +25,7 @@ from pbtune.errors import UserError
 from pbtune.workloads._torch_utils import (
     configure_threads,
     generator_state,
+    load_optimizer_state,
     restore_generator,
     seeded_generator,
     seeded_init,
@@ -283,7 +284,7 @@ class DigitsCNN(Workload):
         if missing:
             raise KeyError(f"{self.name}: state is missing {missing}")
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])  # deep-copies; same optimiser object
+        load_optimizer_state(self.optimizer, state["optimizer"])  # a copy; same optimiser
         if include_rng:
             restore_generator(self.generator, state["rng"])
         self.iteration = int(state["iteration"])

@@ -10,15 +10,18 @@ once per worker process and every trial that worker runs reuses that device copy
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
 
 __all__ = ["clear_device_cache", "shared_tensor"]
 
-# One device copy of each shared array per worker process: (id(array), device) → (array, tensor).
-# The array is kept alive with its tensor so its id cannot be reused by another array.
-_DEVICE_CACHE: dict[tuple[int, str], tuple[np.ndarray, torch.Tensor]] = {}
+# One device copy of each shared memory region per worker process, keyed by what the array
+# *shows* (data address, shape, strides, dtype) and the device: two views of the same memory (a
+# trial's ``subset`` slice, made anew per trial) share one copy. The array is kept alive with its
+# tensor so its memory cannot be reused by another array under the same key.
+_DEVICE_CACHE: dict[tuple[Any, ...], tuple[np.ndarray, torch.Tensor]] = {}
 _DEVICE_CACHE_MAX = 12  # entries (two runs' worth of six arrays)
 
 
@@ -33,12 +36,15 @@ def shared_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*not writable.*", category=UserWarning)
             return torch.from_numpy(array)
-    key = (id(array), str(device))
+    key = (array.__array_interface__["data"][0], array.shape, array.strides, array.dtype.str,
+           str(device))
     hit = _DEVICE_CACHE.get(key)
-    if hit is not None and hit[0] is array:
+    if hit is not None:
         return hit[1]
     host = shared_tensor(array, torch.device("cpu"))
-    tensor = host.pin_memory().to(device, non_blocking=True)
+    # A plain (synchronous) copy, once per worker: pinning first would leave a pinned staging
+    # buffer of the array's size in torch's host cache for the life of the process.
+    tensor = host.to(device)
     while len(_DEVICE_CACHE) >= _DEVICE_CACHE_MAX:
         _DEVICE_CACHE.pop(next(iter(_DEVICE_CACHE)))
     _DEVICE_CACHE[key] = (array, tensor)

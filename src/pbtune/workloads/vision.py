@@ -24,16 +24,17 @@ from pbtune.workloads import datasets
 from pbtune.workloads._torch_utils import (
     configure_threads,
     generator_state,
+    load_optimizer_state,
     restore_generator,
     seeded_generator,
     seeded_init,
     set_param_groups,
     state_to_cpu,
 )
-from pbtune.workloads.augment import crop_flip, normalize
+from pbtune.workloads.augment import AugmentStream, crop_flip, normalize
 from pbtune.workloads.base import Workload
 from pbtune.workloads.models import build_model, to_device
-from pbtune.workloads.registry import register
+from pbtune.workloads.precision import autocast_dtype
 from pbtune.workloads.shared_data import shared_tensor
 
 _SPLITS = ("train", "val", "test")
@@ -63,7 +64,7 @@ class VisionWorkload(Workload):
         **_DOMAINS,
         "batch_size": [128, 256, 512, 1024],  # ordered categorical: explore moves to a neighbour
     }
-    precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16")  # fp16 would need a GradScaler
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")  # fp16 with a GradScaler
     default_options: ClassVar[Mapping[str, Any]] = {
         "data_dir": "./data",
         "download": True,  # try torchvision's download when files are missing
@@ -124,7 +125,7 @@ class VisionWorkload(Workload):
         self.spec = datasets.get(self.dataset)
         self._device = torch.device(device)
         cuda = self._device.type == "cuda"
-        self._amp = self.precision == "bf16"  # resources.precision: bf16 autocast on any device
+        self._amp_dtype = autocast_dtype(self.precision)  # resources.precision; None: fp32
         self._channels_last = bool(self.options.get("channels_last", False)) and cuda
         if data is None:
             data = self.load_data(self.options)
@@ -136,7 +137,9 @@ class VisionWorkload(Workload):
         self.model = to_device(model, self._device, self._channels_last)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
         self.generator = seeded_generator(seed)  # CPU: data order
-        self.aug_generator = seeded_generator(seed + _AUG_SEED_OFFSET, self._device)
+        self.aug_rng = AugmentStream(seed + _AUG_SEED_OFFSET, self._device)  # portable state
+        # fp16 needs loss scaling; for fp32/bf16 the disabled scaler is a pass-through.
+        self.scaler = torch.amp.GradScaler(self._device.type, enabled=self.precision == "fp16")
         self.batch_size = int(self.default_config["batch_size"])
         self.apply_hyperparameters(self.config)
 
@@ -174,10 +177,14 @@ class VisionWorkload(Workload):
             self.batch_size = batch_size
             self.config["batch_size"] = batch_size
 
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self._device.type, dtype=self._amp_dtype or torch.float32,
+                              enabled=self._amp_dtype is not None)
+
     def _inputs(self, images: torch.Tensor, train: bool) -> torch.Tensor:
         """uint8 batch → normalised float batch, augmented when training (all on the device)."""
         if train and self.options["augment"]:
-            images = crop_flip(images, self.aug_generator, padding=4, flip=True)
+            images = crop_flip(images, self.aug_rng.generator(), padding=4, flip=True)
         fmt = torch.channels_last if self._channels_last else torch.contiguous_format
         return normalize(images, self.spec.mean, self.spec.std, memory_format=fmt)
 
@@ -206,12 +213,13 @@ class VisionWorkload(Workload):
                 if cap is not None and steps >= int(cap):
                     return loss_sum, correct, seen
                 inputs, labels = self._inputs(x.index_select(0, idx), True), y.index_select(0, idx)
-                with torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=self._amp):
+                with self._autocast():
                     logits = self.model(inputs)
                     loss = F.cross_entropy(logits, labels)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
+                self.scaler.scale(loss).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
                 loss_sum += loss.detach().float() * idx.numel()
                 correct += (logits.detach().argmax(1) == labels).sum()
                 seen, steps = seen + idx.numel(), steps + 1
@@ -231,6 +239,9 @@ class VisionWorkload(Workload):
             self.iteration += 1
             if slowdown > 1.0:  # simulate a node `slowdown` times slower than this one
                 time.sleep((slowdown - 1.0) * (time.perf_counter() - start))
+        # Gradients are not needed between iterations: free them, so a trial parked on a GPU
+        # worker holds weights and optimiser state only (a model's worth less per live trial).
+        self.optimizer.zero_grad(set_to_none=True)
         return result
 
     @torch.no_grad()
@@ -245,7 +256,7 @@ class VisionWorkload(Workload):
         step = int(self.options["eval_batch_size"])
         for start in range(0, x.shape[0], step):
             labels = y[start:start + step]
-            with torch.autocast(self._device.type, dtype=torch.bfloat16, enabled=self._amp):
+            with self._autocast():
                 logits = self.model(self._inputs(x[start:start + step], False))
             loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
             correct += (logits.argmax(1) == labels).sum()
@@ -258,7 +269,8 @@ class VisionWorkload(Workload):
             "model": state_to_cpu(self.model.state_dict()),
             "optimizer": state_to_cpu(self.optimizer.state_dict()),
             "rng": {"data": generator_state(self.generator),
-                    "augment": generator_state(self.aug_generator)},
+                    "augment": self.aug_rng.get_state()},
+            "scaler": self.scaler.state_dict(),  # fp16 loss scale; {} otherwise
             "iteration": int(self.iteration),
             "config": dict(self.config),
         }
@@ -269,43 +281,11 @@ class VisionWorkload(Workload):
         if missing:
             raise KeyError(f"{self.name}: state is missing {missing}")
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])  # copies into the same optimiser
+        load_optimizer_state(self.optimizer, state["optimizer"])  # a copy; same optimiser
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
         if include_rng:
             restore_generator(self.generator, state["rng"]["data"])
-            restore_generator(self.aug_generator, state["rng"]["augment"])
+            self.aug_rng.set_state(state["rng"]["augment"])
         self.iteration = int(state["iteration"])
         self.apply_hyperparameters(state["config"])
-
-
-@register()
-class ResNet18CIFAR10(VisionWorkload):
-    """torchvision ResNet-18 (CIFAR stem) on CIFAR-10: 45,000 train / 5,000 val / 10,000 test."""
-
-    name: ClassVar[str] = "resnet18-cifar10"
-    dataset: ClassVar[str] = "cifar10"
-    arch: ClassVar[str] = "resnet18"
-
-
-@register()
-class ResNet50CIFAR100(VisionWorkload):
-    """torchvision ResNet-50 (CIFAR stem) on CIFAR-100: 45,000 train / 5,000 val / 10,000 test."""
-
-    name: ClassVar[str] = "resnet50-cifar100"
-    dataset: ClassVar[str] = "cifar100"
-    arch: ClassVar[str] = "resnet50"
-
-
-@register()
-class MLPFashionMNIST(VisionWorkload):
-    """784-256-128-10 MLP on FashionMNIST: 55,000 train / 5,000 val / 10,000 test; no augmentation
-    by default."""
-
-    name: ClassVar[str] = "mlp-fashionmnist"
-    dataset: ClassVar[str] = "fashion_mnist"
-    arch: ClassVar[str] = "mlp"
-    default_options: ClassVar[Mapping[str, Any]] = {
-        **{k: v for k, v in VisionWorkload.default_options.items()
-           if k not in ("cifar_stem", "channels_last")},  # meaningless for an MLP
-        "width": 256,  # first hidden layer; the second has width // 2
-        "augment": False,
-    }
