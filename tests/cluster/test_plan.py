@@ -108,8 +108,6 @@ def test_fractional_gpu_cap_and_multi_gpu_slots():
     plan = plan_cluster([node("g", 64, 2)], cpus_per_trial=1, gpus_per_trial=0.5,
                         resource_allocation={"g": {"GPU": 1.5}})
     assert [w.gpu_index for w in plan.workers] == [0, 1, 0]
-    plan = plan_cluster([node("g", 64, 5)], cpus_per_trial=1, gpus_per_trial=2)
-    assert [w.gpu_index for w in plan.workers] == [0, 2]
     plan = plan_cluster([node("c", 8)], cpus_per_trial=1, gpus_per_trial=0)
     assert {w.gpu_index for w in plan.workers} == {None}
 
@@ -168,7 +166,9 @@ def test_allocation_problems_are_reported_by_name():
 
 @pytest.mark.parametrize(
     ("cw", "gw", "kwargs", "match"),
-    [(0, 0, {}, "needs resources"), (-1, 0, {}, "needs resources"), (1, 1.5, {}, "whole number"),
+    [(0, 0, {}, "needs resources"), (-1, 0, {}, "needs resources"),
+     (1, 1.5, {}, "one process on one GPU"),
+     (1, 2, {}, "use at most 1"),
      (1, 0, {"reserve_cpus": -1}, "negative"), (1, 0, {"slots": 0}, "at least 1")],
 )
 def test_malformed_requests_are_user_errors(cw, gw, kwargs, match):

@@ -101,3 +101,27 @@ def test_without_an_address_pbtune_never_joins_a_cluster_already_running(tmp_pat
         joined = plan("--address", cluster.address)
         assert f"cluster: joined the Ray cluster at {cluster.address}" in joined
         assert total_cpus(joined) == 3  # the running cluster: a 0-CPU head and a 3-CPU node
+
+
+@pytest.mark.ray
+def test_fractional_gpu_workers_get_the_gpus_the_plan_chose():
+    """Issue 16: Ray alone gives four 0.25-GPU workers GPU 0 (the one with the least room left)
+    while the plan spreads them [0, 1, 0, 1]; pinned to one bundle per GPU they see the planned
+    GPU (Ray's logical GPUs: CUDA_VISIBLE_DEVICES is set as on a real GPU node)."""
+    import ray
+
+    from pbtune.engines.native.pool import WorkerPool
+    from tests.cluster.multinode import multinode
+    from tests.engines.test_native import toy_config
+
+    with multinode([{"num_cpus": 4, "num_gpus": 2}]):
+        cfg = toy_config(**{"resources.slots": 4, "resources.gpus_per_trial": 0.25,
+                            "resources.cpu_workers": "none"})
+        pool = WorkerPool(cfg)
+        try:
+            planned = [str(w.gpu_index) for w in pool.plan.workers]
+            assert planned == ["0", "1", "0", "1"]
+            infos = ray.get([w.info.remote() for w in pool.workers], timeout=60)
+            assert [i["gpu_ids"] for i in infos] == [[g] for g in planned]
+        finally:
+            pool.shutdown()

@@ -34,12 +34,16 @@ def test_run_starts_with_the_first_worker_and_adopts_the_late_one(
     first); a worker still starting after start_timeout_s is named in a warning.
 
     The short timeout is 6 s, not less: on a loaded 2-core CI runner starting the first worker
-    process alone has taken over 2 s, and the test must not depend on that."""
+    process alone has taken over 2 s, and the test must not depend on that. Nor may it depend
+    on the late worker starting before the run ends: every trial holds at iteration 12 (toy
+    ``hold_file``) until the late worker has been adopted, so it always finds work."""
     ray = ray_local
     (blocker,) = _blockers(ray, 1)  # 1 of the 2 CPUs the plan counts is taken
+    hold = tmp_path / "hold"
+    hold.write_text("")
     cfg = toy_config(**{"resources.reserve_cpus": 0, "resources.start_timeout_s": timeout_s,
                         "population": 4, "stop.max_iterations": 24,
-                        "options": {"sleep": 0.1}})
+                        "options": {"sleep": 0.02, "hold_file": str(hold), "hold_at": 12}})
     run_dir = create_run_dir(tmp_path, cfg.name)
     engine = create_engine(cfg, [ResultsWriter(run_dir)])
     try:
@@ -48,8 +52,17 @@ def test_run_starts_with_the_first_worker_and_adopts_the_late_one(
         assert time.monotonic() - started < 30  # not the 120 s timeout
         late = set(engine.pool.starting)
         assert len(late) == 1
-        # The CPU frees up mid-run, after the warning is due (start_timeout_s after launch).
+        # The CPU frees up mid-run, after the warning is due (start_timeout_s after launch);
+        # the run goes past iteration 12 once the late worker has joined.
         threading.Timer(7.0, ray.kill, args=(blocker,)).start()
+
+        def release() -> None:
+            deadline = time.monotonic() + 120
+            while engine.pool.starting and time.monotonic() < deadline:
+                time.sleep(0.05)
+            hold.unlink()
+
+        threading.Thread(target=release, daemon=True).start()
         summary = engine.run()
     finally:
         ray.kill(blocker)

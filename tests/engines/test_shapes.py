@@ -90,3 +90,29 @@ def test_an_unmeasured_worker_is_planned_at_its_shapes_speed():
     assert est[2] == pytest.approx(10.0) and est[3] == pytest.approx(1.0)
     assert 4 not in est  # a shape never measured: counted as fast until measured
     assert table.idle()[:2] == [4, 0]  # unmeasured first, then the measured fastest
+
+
+def test_parked_trials_come_back_exactly():
+    """A GPU worker keeps ``resources.gpu_live_trials`` trials on its device; the others are
+    parked on the host and continue, state and RNG, exactly as if they had stayed."""
+    from pbtune.engines.segment import Parked, park, run_segment
+    from tests.engines.toy_workload import Counter
+
+    def segments(budget):
+        live, rows = {}, []
+        for round_ in range(3):
+            for tid in ("a", "b", "c"):
+                result, _, _ = run_segment(  # noise: each step draws from the trial's own RNG
+                    live, tid, lambda tid=tid: Counter({"lr": 0.3}, seed=ord(tid),
+                                                       options={"noise": 0.1}),
+                    {"lr": 0.3}, 2 * (round_ + 1), metric="score", mode="max")
+                rows += [(tid, r["iteration"], r["score"]) for r in result["rows"]]
+                if budget is not None:
+                    park(live, budget)
+                    assert sum(not isinstance(w, Parked) for w in live.values()) <= budget
+        return rows, live
+
+    unbounded, _ = segments(None)
+    parked, live = segments(1)
+    assert parked == unbounded and len({score for *_, score in parked}) > 3
+    assert [tid for tid, w in live.items() if not isinstance(w, Parked)] == ["c"]  # last run

@@ -26,10 +26,12 @@ _LAZY = {  # name → module that imports Ray
     "connect": "pbtune.cluster.nodes",
     "cluster_nodes": "pbtune.cluster.nodes",
     "actor_options": "pbtune.cluster.placement",
+    "GpuBundles": "pbtune.cluster.placement",
     "watch_nodes": "pbtune.cluster.placement",
 }
 
 __all__ = [
+    "GpuBundles",
     "NodeInfo",
     "NodePlan",
     "Plan",

@@ -58,9 +58,10 @@ def validate_request(cw: float, gw: float, reserve: float, slots: int | None) ->
                         "set resources.cpus_per_trial > 0")
     if (cw and _units(cw) == 0) or (gw and _units(gw) == 0):
         raise UserError("per-trial resources below 0.0001 cannot be scheduled by Ray; raise them")
-    if gw > 1 and _units(gw) % _RAY_UNITS:
-        raise UserError(f"gpus_per_trial={gw:g}: above 1 it must be a whole number (a slot never "
-                        "spans part of a second GPU); use 1, 2, ...")
+    if gw > 1:
+        raise UserError(f"gpus_per_trial={gw:g}: a trial trains in one process on one GPU (it "
+                        "would use only the first of them); use at most 1 (a fraction packs "
+                        "several trials on one GPU)")
     if reserve < 0:
         raise UserError(f"reserve_cpus={reserve:g} is negative; use 0 or more")
     if slots is not None and slots < 1:
@@ -73,9 +74,6 @@ def _gpu_layout(cap_gpus: float, gw: float) -> list[int]:
     Each physical GPU is packed on its own (a slot never spans two GPUs, unlike pooled counting,
     Ray issues #5902/#14759); a partial last GPU (a fractional cap) holds what fits in it.
     """
-    if gw > 1:  # whole GPUs per slot; the slot is identified by its first GPU
-        k = _units(gw) // _RAY_UNITS
-        return [i * k for i in range(int(_units(cap_gpus) // _RAY_UNITS) // k)]
     per_gpu = [min(_RAY_UNITS, _units(cap_gpus) - i * _RAY_UNITS) // _units(gw)
                for i in range(math.ceil(_units(cap_gpus) / _RAY_UNITS))]
     layout = []

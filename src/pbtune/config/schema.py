@@ -133,6 +133,9 @@ class ResourceConfig(_Model):
     cpu_workers: Literal["auto", "all", "none"] = "auto"
     cpus_per_cpu_trial: Float | None = Field(None, gt=0)  # CPUs per CPU worker (None: as above)
     precision: PrecisionConfig = PrecisionConfig()
+    # Trials a GPU worker keeps on its device between segments; the others wait on the host
+    # (restored exactly when they run there again). null: no limit.
+    gpu_live_trials: Int | None = Field(4, ge=1)
     reserve_cpus: Float = Field(1.0, ge=0)  # CPUs per node left to Ray itself (Csys)
     # RESOURCE_ALLOCATION: node IP → {"CPU": n, "GPU": m} caps on what pbtune may use there.
     resource_allocation: dict[str, dict[str, Float]] = {}
@@ -199,6 +202,9 @@ class ExperimentConfig(_Model):
     metric: str | None = None  # None → the workload's default_metric
     mode: Literal["max", "min"] | None = None  # None → the workload's mode for ``metric``
     seed: Int = 0  # seeds initial sampling, PBT decisions and the trials' own seeds
+    # cuDNN/torch deterministic algorithms on GPU workers: bit-for-bit repeatable runs and
+    # resumes on the same hardware, at some speed (docs/configuration.md, reproducibility)
+    deterministic: bool = False
     population: Int = Field(20, ge=1)  # HYPER_NUM: trials
     param_space: dict[str, Any] = {}  # initial sampling over the workload's default_param_space
     pbt: PBTConfig = PBTConfig()

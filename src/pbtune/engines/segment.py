@@ -18,6 +18,34 @@ from pbtune.engines.base import is_better, reached
 from pbtune.workloads.iteration import run_iteration
 
 
+class Parked:
+    """A trial a worker still holds, moved off its device: its full state, on the host."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def get_state(self) -> Any:  # what export_state reads: the state as it was parked
+        return self.state
+
+
+def park(live: MutableMapping[str, Any], budget: int) -> int:
+    """Keep at most ``budget`` trials live (the most recently run); park the rest.
+
+    Why: on a GPU worker every live trial keeps its model and optimiser state in device memory
+    between segments; with many trials per worker (a large population on few GPUs) that, not
+    the trial that is training, can fill the card. A parked trial costs host memory only and
+    comes back, state and RNG exactly, the next time it runs here (:func:`load_trial`).
+    ``live`` is in least-recently-run order (load_trial moves a trial to the end). Returns how
+    many trials were parked now.
+    """
+    resident = [tid for tid, w in live.items() if not isinstance(w, Parked)]
+    parked = 0
+    for tid in resident[:max(0, len(resident) - budget)]:
+        live[tid] = Parked(live[tid].get_state())
+        parked += 1
+    return parked
+
+
 def load_trial(live: MutableMapping[str, Any], trial_id: str, make: Callable[[], Any],
                config: Mapping[str, Any], state: Any = None, include_rng: bool = True,
                rng_from: Any = None) -> Any:
@@ -28,8 +56,14 @@ def load_trial(live: MutableMapping[str, Any], trial_id: str, make: Callable[[],
     live workload's own, or for a workload built here the one in ``rng_from`` (the target's own
     state), so which worker runs the target cannot change its results.
     """
-    workload = live.get(trial_id)
-    if workload is None:
+    workload = live.pop(trial_id, None)  # re-inserted last: the most recently run
+    if isinstance(workload, Parked):
+        held = workload.state
+        workload = make()
+        workload.set_state(held)  # everything, its own RNG included, as it was parked
+    if workload is not None:
+        live[trial_id] = workload
+    else:
         workload = live[trial_id] = make()
         if state is not None and not include_rng and rng_from is not None:
             workload.set_state(rng_from)  # the trial's own RNG; the donor's rest below

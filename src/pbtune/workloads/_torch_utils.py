@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -24,11 +25,13 @@ __all__ = [
     "configure_threads",
     "generator_state",
     "is_finite",
+    "limit_gpu_memory",
     "load_optimizer_state",
     "optimizer_state_to_device",
     "restore_generator",
     "seeded_generator",
     "seeded_init",
+    "set_determinism",
     "set_param_groups",
     "state_to_cpu",
 ]
@@ -109,6 +112,35 @@ def state_to_cpu(obj: Any) -> Any:
         items = [state_to_cpu(v) for v in obj]
         return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
     return copy.deepcopy(obj)
+
+
+def set_determinism(deterministic: bool) -> None:
+    """Deterministic cuDNN/cuBLAS and torch algorithms for this process, or the fastest ones.
+
+    Why explicit (``deterministic`` in the config, default false): on CUDA, cuDNN picks
+    convolution algorithms by benchmark and some kernels use atomics, so the same seed gives
+    slightly different scores run to run; PBT turns such differences into different exploit
+    decisions. On: ``cudnn.deterministic``, no benchmark, ``use_deterministic_algorithms``
+    (warn-only for ops that have no deterministic kernel) and the cuBLAS workspace setting, so a
+    run repeats bit for bit on the same GPU model and software. Off: cuDNN benchmarks (faster for
+    fixed shapes). CPU training is deterministic either way for the built-in workloads.
+    """
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def limit_gpu_memory(share: float) -> None:
+    """Cap this process's CUDA caching allocator at ``share`` of the GPU (0 or ≥ 1: no cap).
+
+    Why: four 0.25-GPU workers share one card; without a cap one worker's peak (a batch size
+    explored to 1024) can take memory its neighbours already count on, and *they* fail. With
+    it, the worker over its share gets the out-of-memory error in its own trial.
+    """
+    if 0 < share < 1 and torch.cuda.is_available():
+        torch.cuda.set_per_process_memory_fraction(share)
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:

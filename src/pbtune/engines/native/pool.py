@@ -14,7 +14,7 @@ from typing import Any
 
 import ray
 
-from pbtune.cluster import actor_options, cluster_nodes, connect, plan_for
+from pbtune.cluster import GpuBundles, cluster_nodes, connect, plan_for
 from pbtune.engines.native.worker import RemoteWorker
 from pbtune.engines.node_options import driver_options
 from pbtune.errors import UserError
@@ -39,12 +39,14 @@ class WorkerPool:
                             + " (run `pbtune plan` for the per-node table)")
         self.plan = plan
         self.specs = list(plan.workers)  # slot → WorkerSpec; grows when nodes join (elastic)
+        self.gpus = GpuBundles()  # GPU workers go to the physical GPU the plan chose
+        self.gpus.add(plan.workers, {p.node_id: p.cap_gpus for p in plan.nodes})
         self._res = res
         self.data_ref: Any = None
         self._stop_sent = False
         workload = canonical_spec(cfg.workload)
         self.workers = []
-        self._args = (workload, dict(cfg.options), res.precision)
+        self._args = (workload, dict(cfg.options), res, bool(cfg.deterministic))
         self._launched = time.monotonic()
         # Workers start (and import torch) while the driver decodes the data.
         for spec in plan.workers:
@@ -128,11 +130,13 @@ class WorkerPool:
 
     def _start(self, spec: Any) -> Any:
         """One worker actor for ``spec``: its device, threads and precision follow its shape."""
-        workload, options, precision = self._args
+        workload, options, res, deterministic = self._args
         device = "cuda" if spec.kind == "gpu" else "cpu"
-        handle = RemoteWorker.options(**actor_options(spec)).remote(
+        handle = RemoteWorker.options(**self.gpus.options(spec)).remote(
             workload, options, None, spec.index, device, max(1, int(spec.num_cpus)),
-            shape=spec.shape, precision=getattr(precision, spec.kind))
+            shape=spec.shape, precision=getattr(res.precision, spec.kind),
+            gpu_share=spec.num_gpus, live_trials=res.gpu_live_trials,
+            deterministic=deterministic)
         if self.data_ref is not None:  # a replacement worker: the data is shared already
             handle.set_data.remote(self.data_ref)
         if self._stop_sent:  # started while the run stops: it must not start a segment either
@@ -178,6 +182,7 @@ class WorkerPool:
         specs = [replace(s, index=self.size + i) for i, s in enumerate(plan.workers)]
         if room == 0 or not specs:
             return []
+        self.gpus.add(specs, {p.node_id: p.cap_gpus for p in plan.nodes})
         for spec in specs:
             handle = self._start(spec)
             self.specs.append(spec)
@@ -227,6 +232,7 @@ class WorkerPool:
     def shutdown(self) -> None:
         for handle in self.workers:
             ray.kill(handle)
+        self.gpus.remove()
 
 
 def _last_line(exc: BaseException) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 import ray
 
 from pbtune.engines.node_options import resolve_here
-from pbtune.engines.segment import run_segment
+from pbtune.engines.segment import park, run_segment
 
 
 def resource_usage(process: Any) -> dict[str, float]:
@@ -58,6 +58,10 @@ class Worker:
         device: torch device for this worker (``"cpu"`` or ``"cuda"``).
         threads: torch intra-op threads (1 per CPU of the slot; None leaves torch's default).
         shape: the slot's resources as a label (``gpu:0.5/cpu:1``), for rows and the status.
+        gpu_share: the slot's share of its GPU: the most device memory its process may take.
+        live_trials: on a GPU, trials kept resident between segments (the rest are parked on
+            the host, see :func:`pbtune.engines.segment.park`); None: no limit.
+        deterministic: cuDNN/torch deterministic algorithms (``deterministic`` in the config).
         precision: ``resources.precision`` for this worker's kind (``auto`` resolved here, where
             the GPU is known).
     """
@@ -73,6 +77,9 @@ class Worker:
         *,
         shape: str = "cpu:1",
         precision: str = "fp32",
+        gpu_share: float = 0.0,
+        live_trials: int | None = None,
+        deterministic: bool = False,
     ) -> None:
         from pbtune.workloads import get
         from pbtune.workloads.precision import resolve, workload_kwargs
@@ -86,6 +93,13 @@ class Worker:
                     "Ray gave this worker a GPU but torch sees no CUDA device (a CPU-only torch "
                     "build, or CUDA_VISIBLE_DEVICES emptied); install a CUDA build of torch on "
                     "this node or set resources.gpus_per_trial: 0")
+        if "torch" in sys.modules:
+            from pbtune.workloads._torch_utils import limit_gpu_memory, set_determinism
+
+            set_determinism(deterministic)
+            if device == "cuda":
+                limit_gpu_memory(gpu_share)
+        self.live_trials = live_trials if device == "cuda" else None  # parking budget
         kind = "gpu" if device == "cuda" else "cpu"
         self.shape = shape
         self.precision = resolve(getattr(self.cls, "precisions", ("fp32",)), precision, kind)
@@ -142,6 +156,7 @@ class Worker:
             "pid": os.getpid(),
             "shape": self.shape,
             "device": self.device,
+            "gpu_ids": [str(g) for g in ray.get_gpu_ids()],  # what CUDA_VISIBLE_DEVICES shows
             "precision": self.precision,
         }
 
@@ -190,13 +205,18 @@ class Worker:
             of ``checkpoint_interval``. It costs one ``get_state`` per segment and one state per
             live trial in the object store (the previous one is freed when the driver drops it).
         """
-        return run_segment(
+        out = run_segment(
             self.trials, trial_id, lambda: self.cls(config, data=self.data, options=self.options,
                                                     seed=seed, device=self.device, **self._kwargs),
             config, target_iteration, state=state, include_rng=include_rng, rng_from=rng_from,
             metric=metric, mode=mode, threshold=threshold, best_so_far=best_so_far,
             deadline=deadline, stop=self._stop.is_set,
             extra=lambda: resource_usage(self.process))
+        if self.live_trials is not None and park(self.trials, self.live_trials):
+            import torch
+
+            torch.cuda.empty_cache()  # give the parked trials' device memory back
+        return out
 
 
 RemoteWorker = ray.remote(concurrency_groups={"control": 1})(Worker)

@@ -107,7 +107,8 @@ class TuneEngine:
             WorkloadTrainable, workload=canonical_spec(cfg.workload), options=dict(cfg.options),
             seeds=self.seeds, data=self.data_ref, metric=self.metric, mode=self.mode,
             device="cuda" if res.gpus_per_trial > 0 else "cpu",
-            threads=max(1, int(res.cpus_per_trial)))
+            threads=max(1, int(res.cpus_per_trial)), deterministic=cfg.deterministic,
+            precision=res.precision.gpu if res.gpus_per_trial > 0 else res.precision.cpu)
         trainable = tune.with_resources(
             trainable, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
         replay = bool(cfg.tune.policy_file)

@@ -46,28 +46,36 @@ class WorkloadTrainable(tune.Trainable):
 
     def setup(self, config: dict[str, Any], *, workload: str = "", options: Mapping[str, Any]
               | None = None, seeds: Sequence[int] = (), data: Any = None, metric: str = "",
-              mode: str = "max", device: str = "cpu", threads: int = 1) -> None:
+              mode: str = "max", device: str = "cpu", threads: int = 1, precision: str = "fp32",
+              deterministic: bool = False) -> None:
         for name in ("ray.tune", "ray.train"):  # no INFO line per checkpoint save and restore
             logging.getLogger(name).setLevel(logging.WARNING)
         # Per-node options (``slowdown: {"slow": 3.0}``) resolved for this actor's node, as the
         # native workers do, so both engines see the same heterogeneous cluster.
         self._spec = (workload, resolve_here(dict(options or {})), list(seeds), device, threads)
+        self._numerics = (precision, deterministic)  # as the native workers apply them
         self._data = data
         self._metric, self._mode = metric, mode
         self._build()
 
     def _build(self) -> None:
         from pbtune.workloads import get
+        from pbtune.workloads.precision import resolve, workload_kwargs
 
         workload, options, seeds, device, threads = self._spec
         cls = get(workload)
+        precision = resolve(getattr(cls, "precisions", ("fp32",)), self._numerics[0],
+                            "gpu" if device == "cuda" else "cpu")
         self._names = tuple(cls.hyperparameters)
         self._index = trial_index(self.trial_id) if self.trial_id != "default" else 0
         seed = seeds[self._index % len(seeds)] if seeds else self._index
         self.workload = cls(self._hyper(self.config), data=self._data, options=options,
-                            seed=seed, device=device)
+                            seed=seed, device=device, **workload_kwargs(precision))
         if "torch" in sys.modules:  # one slot = ``threads`` cores, as on the native workers
+            from pbtune.workloads._torch_utils import set_determinism
+
             sys.modules["torch"].set_num_threads(max(1, threads))
+            set_determinism(self._numerics[1])
         self._best: tuple[int, float, dict[str, Any]] | None = None
         self._pid = os.getpid()
 
