@@ -124,15 +124,16 @@ def test_bench_runs_every_method_on_pbt_toy(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "pbtune.cli", "bench", "--workload", "pbt-toy",
            "--set", "population=4", "--set", "stop.max_iterations=6",
            "--set", "pbt.perturbation_interval=2", "--set", "stop.metric_threshold=null",
-           "--seeds", "2", "--out", str(out)]
+           "--seeds", "1", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert list(tmp_path.iterdir()) == [out]  # no result directories
     result = json.loads(out.read_text())
-    assert set(result["runs"]) == set(DEFAULT_METHODS) and result["seeds"] == 2
+    # One seed: every method is a whole run (Ray start, workers) and the suite's time counts.
+    assert set(result["runs"]) == set(DEFAULT_METHODS) and result["seeds"] == 1
     for method, rows in result["runs"].items():
-        assert [r["seed"] for r in rows] == [0, 1], method
+        assert [r["seed"] for r in rows] == [0], method
         for row in rows:
             assert row["errors"] == 0 and row["slots"] == 2, row
             # 4 trials x 6 iterations natively; Tune counts its reports, which an exploit that
@@ -145,7 +146,6 @@ def test_bench_runs_every_method_on_pbt_toy(tmp_path: Path) -> None:
             assert all(row["exploits"] > 0 for row in rows), method  # boundary has a loser
     # (Tune's asynchronous PBT may exploit nothing on this monotone problem: not asserted.)
     assert all(row["exploits"] == 0 for row in result["runs"]["random"])
-    assert result["runs"]["random"][0]["best"] != result["runs"]["random"][1]["best"]  # seeds
     for key in ("native_over_tune-pbt_end_to_end", "native_over_tune-pbt-synch_wall",
                 "tune-pbt-synch_best_minus_random", "native-pbt_best_minus_random"):
         assert result["ratios"][key] is not None, key

@@ -111,3 +111,35 @@ def test_fp16_keeps_its_loss_scale_in_the_state(cifar):
     target.set_state(state)
     fp32 = _vision(cifar)
     assert not fp32.scaler.is_enabled() and fp32.get_state()["scaler"] == {}
+
+
+def test_deterministic_switches_cudnn_and_torch_both_ways():
+    from pbtune.workloads._torch_utils import set_determinism
+
+    try:
+        set_determinism(True)
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert torch.are_deterministic_algorithms_enabled()
+        set_determinism(False)
+        assert not torch.backends.cudnn.deterministic and torch.backends.cudnn.benchmark
+        assert not torch.are_deterministic_algorithms_enabled()
+    finally:
+        set_determinism(False)
+        torch.backends.cudnn.benchmark = False
+
+
+@pytest.mark.parametrize(("share", "capped"), [(0.25, 0.25), (0.5, 0.5), (1.0, None), (0.0, None)])
+def test_gpu_worker_memory_is_capped_at_its_share(monkeypatch, share, capped):
+    from pbtune.workloads import _torch_utils
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction", calls.append)
+    _torch_utils.limit_gpu_memory(share)
+    assert calls == ([] if capped is None else [capped])
+
+
+def test_gradients_are_freed_between_iterations(cifar):
+    w = _vision(cifar)
+    w.train(1)
+    assert all(p.grad is None for p in w.model.parameters())
