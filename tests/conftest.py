@@ -20,7 +20,7 @@ def ray_local():
         os.environ["PYTHONPATH"] = os.pathsep.join(
             p for p in (REPO, os.environ.get("PYTHONPATH", "")) if p
         )
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
 
 

@@ -2,12 +2,28 @@
 
 The package is layered inside out: :mod:`pbtune.pbt` (pure policy) →
 :mod:`pbtune.workloads` (model + data) → :mod:`pbtune.engines` (Ray) →
-:mod:`pbtune.cluster` → :mod:`pbtune.results` / :mod:`pbtune.reporting` → :mod:`pbtune.cli`.
+:mod:`pbtune.cluster` → :mod:`pbtune.results` / :mod:`pbtune.reporting` → :mod:`pbtune.api`
+→ :mod:`pbtune.cli`.
 Only ``engines`` and ``cluster`` import Ray.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from pbtune.errors import ConfigError, UserError
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_API = {"run", "resume", "load", "experiment_config", "Result"}  # imported on first use (PEP 562)
+
+__all__ = ["ConfigError", "Result", "UserError", "__version__", "experiment_config", "load",
+           "resume", "run"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        from pbtune import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'pbtune' has no attribute {name!r}")

@@ -12,3 +12,7 @@ class UserError(Exception):
     """A mistake in the user's input; the message names the problem and the fix, on one line."""
 
     exit_code = 2
+
+
+class ConfigError(UserError):
+    """The experiment config (file, environment, overrides or arguments) is invalid."""

@@ -164,7 +164,7 @@ def test_a_run_killed_before_training_is_started_over_by_resume(ray_local, tmp_p
     run_dir = create_run_dir(tmp_path, cfg.name)
     write_metadata(run_dir, dump_yaml(cfg))
     if journal_kept:
-        from pbtune.cli._finish import journal_header
+        from pbtune.api.finish import journal_header
         from pbtune.store.journal import Journal
 
         Journal(run_dir, journal_header(run_dir)).close()

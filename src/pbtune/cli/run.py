@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
-import sys
-import time
 from typing import Any
 
+from pbtune.api.finish import exit_code
 from pbtune.cli._common import add_command, add_config_args, add_results_dir, resolved_config
-from pbtune.cli._finish import exit_code, journal_header, print_summary
 from pbtune.errors import UserError
 
 
@@ -43,52 +40,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def run_once(args: argparse.Namespace, cfg: Any) -> tuple[dict[str, Any], Any]:
-    """One experiment: prepare, write provenance, run with the status view, plot; returns
-    ``(summary, run_dir)``."""
-    from pbtune.config import dump_yaml
-    from pbtune.engines import create_engine
-    from pbtune.reporting import status_view
-    from pbtune.results import ResultsWriter, create_run_dir, write_metadata
+    """One experiment through the library (:func:`pbtune.api.run.run_experiment`)."""
+    from pbtune.api.run import run_experiment
 
-    started = time.perf_counter()
-    engine = create_engine(cfg, [])
-    engine.prepare()  # connect, plan, load data: fails before anything is written
-    run_dir = create_run_dir(args.results_dir, cfg.name)
-    write_metadata(run_dir, dump_yaml(cfg), {"experiment": cfg.name})
-    engine.enable_recovery(run_dir, header=journal_header(run_dir))  # checkpoints + journal
-    engine.callbacks.append(ResultsWriter(run_dir))
-    if args.tensorboard:
-        from pbtune.results.tensorboard import TensorBoardLogger
-
-        engine.callbacks.append(TensorBoardLogger(run_dir))
-    if not args.quiet:  # what the user wrote is what runs: show it before it does
-        print(f"exploring ({cfg.pbt.policy if cfg.pbt.enabled else 'random search'}): "
-              f"{json.dumps(dict(cfg.pbt.hyperparam_mutations)) if cfg.pbt.enabled else '-'}",
-              flush=True)
-    view = status_view(cfg, quiet=args.quiet, title=f"pbtune {cfg.name}: {run_dir}")
-    if view is not None:
-        engine.callbacks.append(view)
-    try:
-        summary = engine.run()
-    finally:
-        if view is not None:
-            view.close()  # type: ignore[attr-defined]  # a failed run leaves the terminal usable
-    print_summary(cfg, summary, run_dir)
-    if not args.no_plots:
-        write_plots(run_dir)
-    summary["end_to_end_s"] = round(time.perf_counter() - started, 3)  # Running_Results.txt
-    return summary, run_dir
-
-
-def write_plots(run_dir: Any) -> None:
-    """Draw ``plots/`` (a plotting failure is a warning: the results are already written)."""
-    try:
-        from pbtune.results.plots import make_plots
-
-        make_plots(run_dir)
-        print(f"plots: {run_dir / 'plots'} (pbtune report {run_dir} writes report.html)")
-    except Exception as exc:  # never lose a finished run to matplotlib
-        print(f"warning: plots not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+    return run_experiment(cfg, args.results_dir, quiet=args.quiet, tensorboard=args.tensorboard,
+                          plots=not args.no_plots)
 
 
 def register(sub: Any) -> None:

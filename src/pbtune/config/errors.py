@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from pbtune.config.schema import ExperimentConfig, Key
-from pbtune.errors import UserError
+from pbtune.errors import ConfigError
 
 
 def section_fields(path: tuple[str, ...]) -> dict[str, Any] | None:
@@ -78,7 +78,7 @@ def check_keys(data: Any, prefix: Key, sources: Mapping[Key, str]) -> None:
         )
         hint = f" — did you mean {guess!r}?" if guess else ""
         section = ".".join(prefix) or "top-level"
-        raise UserError(
+        raise ConfigError(
             f"unknown config key {dotted!r}{describe_source(key, sources)}{hint} "
             f"(valid {section} keys: {', '.join(fields)})"
         )

@@ -17,7 +17,7 @@ import yaml
 
 from pbtune.config.errors import one_line
 from pbtune.config.schema import Key
-from pbtune.errors import UserError
+from pbtune.errors import ConfigError
 
 ENV_PREFIX = "PBTUNE_"
 #: ``PBTUNE_*`` variables that are not config keys, so they are never read as one.
@@ -73,7 +73,7 @@ def parse_value(text: str, where: str) -> Any:
         return yaml_load(text)
     except yaml.YAMLError as exc:
         fix = "quote strings, write mappings as {k: v}"
-        raise UserError(yaml_problem(where, exc, fix)) from None
+        raise ConfigError(yaml_problem(where, exc, fix)) from None
 
 
 def env_updates(env: Mapping[str, str]) -> list[tuple[Key, Any, str]]:
@@ -84,7 +84,7 @@ def env_updates(env: Mapping[str, str]) -> list[tuple[Key, Any, str]]:
             continue
         key = tuple(name[len(ENV_PREFIX) :].lower().split("__"))
         if not all(key):
-            raise UserError(
+            raise ConfigError(
                 f"environment variable {name}: empty key part; write PBTUNE_<SECTION>__<KEY>, "
                 "e.g. PBTUNE_STOP__MAX_ITERATIONS=50"
             )
@@ -99,7 +99,7 @@ def override_updates(overrides: Sequence[str]) -> list[tuple[Key, Any, str]]:
         dotted, sep, text = item.partition("=")
         key = tuple(part.strip() for part in dotted.split("."))
         if not sep or not all(key):
-            raise UserError(
+            raise ConfigError(
                 f"--set {item!r}: expected KEY=VALUE with a dotted key, "
                 "e.g. --set pbt.perturbation_interval=4"
             )

@@ -43,7 +43,7 @@ from pbtune.config.layers import (
     yaml_problem,
 )
 from pbtune.config.schema import ExperimentConfig, Key
-from pbtune.errors import UserError
+from pbtune.errors import ConfigError, UserError
 
 PRESET = "quickstart.yaml"
 #: Keys that only make sense for the workload they were written for (they name its
@@ -102,7 +102,7 @@ def validate(data: Mapping[str, Any], sources: Mapping[Key, str] | None = None) 
     try:
         return ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        raise UserError(format_error(exc, sources or {})) from None
+        raise ConfigError(format_error(exc, sources or {})) from None
 
 
 def dump_yaml(cfg: ExperimentConfig) -> str:
@@ -134,7 +134,7 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
     metrics = dict(cls.metrics)
     metric = cfg.metric or cls.default_metric or next(iter(metrics), "")
     if metric not in metrics:
-        raise UserError(
+        raise ConfigError(
             f"metric {metric!r} is not reported by {where}; valid: {', '.join(metrics)} "
             "(set metric to one of them)"
         )
@@ -143,7 +143,7 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
     problem = precision.check(getattr(cls, "precisions", ("fp32",)), res.precision.model_dump(),
                               ["cpu", "gpu"] if res.gpus_per_trial else ["cpu"], cfg.workload)
     if problem:
-        raise UserError(problem)
+        raise ConfigError(problem)
     valid = list(cls.hyperparameters)
     hyper = f"a hyperparameter of {cfg.workload}"
     _check_names("param_space", cfg.param_space, valid, hyper)
@@ -158,9 +158,9 @@ def resolve(cfg: ExperimentConfig) -> ExperimentConfig:
     except ValueError as exc:
         hint = "" if "(check" in str(exc) else (
             " (check pbt.hyperparam_mutations, param_space and pbt.custom_explore_fn)")
-        raise UserError(one_line(f"config error: {exc}{hint}")) from None
+        raise ConfigError(one_line(f"config error: {exc}{hint}")) from None
     if cfg.pbt.enabled and not mutations and not cfg.pbt.custom_explore_fn:
-        raise UserError(
+        raise ConfigError(
             f"pbt.hyperparam_mutations is empty for {where}: PBT would have nothing to explore; "
             "list mutations, set pbt.custom_explore_fn, or set pbt.enabled=false"
         )
@@ -190,9 +190,9 @@ def _dry_run(cfg: ExperimentConfig) -> None:
     except ValueError as exc:
         hint = "" if "(check" in str(exc) else (
             " (check pbt.hyperparam_mutations, param_space and pbt.custom_explore_fn)")
-        raise UserError(one_line(f"config error: {exc}{hint}")) from None
+        raise ConfigError(one_line(f"config error: {exc}{hint}")) from None
     except Exception as exc:  # explore or a custom_explore_fn raised something else
-        raise UserError(one_line(
+        raise ConfigError(one_line(
             f"config error: exploring the initial population fails: {type(exc).__name__}: "
             f"{exc} (check pbt.hyperparam_mutations, param_space and pbt.custom_explore_fn)"))\
             from None
@@ -215,7 +215,7 @@ def _check_names(section: str, given: Mapping[str, Any], valid: list[str], what:
         if key not in valid:
             close = difflib.get_close_matches(str(key), valid, n=1)
             hint = f" — did you mean {close[0]!r}?" if close else ""
-            raise UserError(
+            raise ConfigError(
                 f"{section} key {key!r} is not {what}{hint}; valid: {', '.join(valid) or '(none)'}"
             )
 
@@ -229,21 +229,21 @@ def _read_file(path: str | Path | None) -> tuple[dict[str, Any], str]:
         label = f"config file {path}"
         file = Path(path).expanduser()
         if not file.exists():
-            raise UserError(f"{label} not found; check the path, or give none for the quickstart")
+            raise ConfigError(f"{label} not found; check the path, or give none for the quickstart")
         if not file.is_file():
-            raise UserError(f"{label} is not a file; give the path of a YAML file")
+            raise ConfigError(f"{label} is not a file; give the path of a YAML file")
         try:
             text = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise UserError(one_line(f"cannot read {label}: {exc}")) from None
+            raise ConfigError(one_line(f"cannot read {label}: {exc}")) from None
     try:
         data = yaml_load(text)
     except yaml.YAMLError as exc:
-        raise UserError(yaml_problem(label, exc, "fix the YAML syntax")) from None
+        raise ConfigError(yaml_problem(label, exc, "fix the YAML syntax")) from None
     if data is None:
         return {}, label  # an empty file is all defaults
     if not isinstance(data, dict):
-        raise UserError(
+        raise ConfigError(
             f"{label}: the top level must be a mapping of config keys (workload: ..., "
             f"population: ...), got a {_TYPE_NAMES.get(type(data), type(data).__name__)}"
         )

@@ -22,7 +22,7 @@ def status_view(cfg: Any, *, quiet: bool = False, tty: bool | None = None,
     from pbtune.reporting.status import RunState
 
     state = RunState.from_config(cfg)
-    if sys.stdout.isatty() if tty is None else tty:
+    if (sys.stdout.isatty() or _jupyter()) if tty is None else tty:
         from pbtune.reporting.live import LiveStatus
 
         return LiveStatus(state, title=title)
@@ -30,3 +30,13 @@ def status_view(cfg: Any, *, quiet: bool = False, tty: bool | None = None,
 
     return ProgressPrinter(state.budget, cfg.metric, cfg.mode, interval_s=cfg.report_interval,
                            state=state)
+
+
+def _jupyter() -> bool:
+    """Running in a Jupyter kernel: rich renders its live table there as HTML, not ANSI."""
+    try:
+        from rich.console import Console
+
+        return bool(Console().is_jupyter)
+    except Exception:
+        return False

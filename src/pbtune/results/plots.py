@@ -105,14 +105,19 @@ def _empty(ax: Any, text: str = "no data") -> None:
     ax.set_yticks([])
 
 
-def _save(fig: Any, path: Path) -> Path:
+def _save(fig: Any, path: Path | None) -> Any:
+    """Write the figure to ``path`` and close it; with no path, return the figure itself (the
+    Python API shows it inline in Jupyter)."""
     fig.tight_layout()
+    if path is None:
+        return fig
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
 
-def plot_metric(frame: pd.DataFrame, metric: str, decisions: list[list[Any]], path: Path) -> Path:
+def plot_metric(frame: pd.DataFrame, metric: str, decisions: list[list[Any]],
+                path: Path | None = None) -> Any:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     if frame.empty or metric not in frame:
         _empty(ax)
@@ -131,7 +136,7 @@ def plot_metric(frame: pd.DataFrame, metric: str, decisions: list[list[Any]], pa
     return _save(fig, path)
 
 
-def plot_hyperparameters(frame: pd.DataFrame, path: Path) -> Path:
+def plot_hyperparameters(frame: pd.DataFrame, path: Path | None = None) -> Any:
     params = [c for c in frame.columns if c.startswith("config/")]
     fig, axes = plt.subplots(max(1, len(params)), 1, figsize=(8, 2.6 * max(1, len(params))),
                              squeeze=False)
@@ -156,7 +161,8 @@ def plot_hyperparameters(frame: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_lineage(frame: pd.DataFrame, decisions: list[list[Any]], path: Path) -> Path:
+def plot_lineage(frame: pd.DataFrame, decisions: list[list[Any]],
+                 path: Path | None = None) -> Any:
     trials = sorted(set(frame["trial_id"]) | {d[0] for d in decisions} | {d[1] for d in decisions})
     fig, ax = plt.subplots(figsize=(8, max(2.5, 0.35 * len(trials) + 1.2)))
     if not trials:
@@ -179,7 +185,7 @@ def plot_lineage(frame: pd.DataFrame, decisions: list[list[Any]], path: Path) ->
     return _save(fig, path)
 
 
-def plot_timeline(timeline: pd.DataFrame, path: Path) -> Path:
+def plot_timeline(timeline: pd.DataFrame, path: Path | None = None) -> Any:
     fig, ax = plt.subplots(figsize=(9, max(2.5, 0.45 * timeline["worker"].nunique() + 1.5)
                                     if not timeline.empty else 2.5))
     if timeline.empty:

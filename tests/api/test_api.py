@@ -1,0 +1,102 @@
+"""The Python API (issue 17, first part): run, load, resume and Result from Python, errors as
+typed exceptions with the CLI's one-line messages."""
+
+from __future__ import annotations
+
+import pytest
+
+import pbtune
+from pbtune.errors import ConfigError, UserError
+from tests.engines.toy_workload import Counter
+
+pytestmark = pytest.mark.ray
+
+SMALL = {"population": 4, "stop.max_iterations": 4, "pbt.perturbation_interval": 2,
+         "stop.metric_threshold": None, "resources.slots": 2}
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    import os
+
+    import ray
+
+    from tests.conftest import REPO
+
+    if not ray.is_initialized():  # as the ray_local fixture: workers import tests.* modules
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    return pbtune.run(workload=Counter, overrides={**SMALL, "param_space": {
+        "lr": {"uniform": [0.0, 1.0]}}}, results_dir=tmp_path_factory.mktemp("api"),
+        progress=False, plots=False)
+
+
+def test_run_returns_a_result_over_its_files(result):
+    assert isinstance(result, pbtune.Result)
+    assert result.summary["iterations"] == 16
+    frame = result.trials
+    assert len(frame) == 16 and set(frame["trial_id"]) == {"t000", "t001", "t002", "t003"}
+    assert list(result.exploits.columns) == ["target", "donor", "target_iteration",
+                                             "donor_iteration", "old_config", "new_config"]
+    assert len(result.exploits) == result.summary["exploits"] > 0
+    best = result.best()
+    assert best == {**best, "metric": frame["score"].max()}
+    assert set(best) == {"trial_id", "metric", "config", "iteration"}
+    last = result.best("last")
+    finals = frame.sort_values("iteration").groupby("trial_id").tail(1)
+    assert last["metric"] == finals["score"].max() and last["iteration"] == 4
+    assert best["metric"] == result.summary["best"]["metric"]
+    state = result.best_state()
+    assert state["iteration"] == best["iteration"]
+    with pytest.raises(ValueError, match="scope"):
+        result.best("first")
+
+
+def test_plots_are_figures(result):
+    from matplotlib.figure import Figure
+
+    for fig in (result.plot_metric(), result.plot_schedules(), result.plot_lineage()):
+        assert isinstance(fig, Figure) and fig.axes
+
+
+def test_load_reads_the_same_run(result):
+    again = pbtune.load(result.run_dir)
+    assert again.summary == result.summary
+    assert again.best() == result.best()
+    with pytest.raises(UserError, match="does not exist"):
+        pbtune.load(result.run_dir / "nope")
+
+
+def test_resume_of_a_finished_run_returns_its_result(result, capsys):
+    again = pbtune.resume(result.run_dir, progress=False)
+    assert "already finished" in capsys.readouterr().out
+    assert again.best() == result.best()
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"overrides": {"population": 0}}, r"population = 0"),
+    ({"overrides": {"no_such_key": 1}}, r"unknown config key 'no_such_key'"),
+    ({"config_or_path": {"populaton": 3}}, r"'populaton' \(from the config mapping\)"),
+    ({"config_or_path": 3}, r"config must be a path, a mapping"),
+    ({"workload": 3}, r"workload must be a name"),
+])
+def test_mistakes_raise_config_errors_with_one_line(kwargs, match):
+    with pytest.raises(ConfigError, match=match) as info:
+        pbtune.experiment_config(**kwargs)
+    assert "\n" not in str(info.value) and "/tmp" not in str(info.value)
+
+
+def test_a_workload_class_from___main___is_refused_with_the_fix():
+    local = type("Local", (Counter,), {"__module__": "__main__"})
+    with pytest.raises(ConfigError, match="define it in a module"):
+        pbtune.experiment_config(workload=local)
+
+
+def test_a_config_mapping_and_a_path_give_the_same_config(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("workload: pbt-toy\npopulation: 6\n")
+    from_mapping = pbtune.experiment_config({"workload": "pbt-toy", "population": 6})
+    assert pbtune.experiment_config(path) == from_mapping
+    built = pbtune.experiment_config({"workload": "pbt-toy"})
+    assert pbtune.experiment_config(built, overrides={"population": 6}).population == 6
