@@ -100,3 +100,21 @@ def test_a_config_mapping_and_a_path_give_the_same_config(tmp_path):
     assert pbtune.experiment_config(path) == from_mapping
     built = pbtune.experiment_config({"workload": "pbt-toy"})
     assert pbtune.experiment_config(built, overrides={"population": 6}).population == 6
+
+
+def test_the_api_names_stay_functions_after_every_module_is_imported():
+    """A submodule named like a function (``api/resume.py`` and ``resume``) replaces the
+    package attribute when it is imported later: ``pbtune.resume(...)`` then failed with
+    "'module' object is not callable" (CI caught it; the CLI imports the modules first)."""
+    import importlib
+    import pkgutil
+
+    import pbtune.api
+
+    for info in pkgutil.iter_modules(pbtune.api.__path__):
+        importlib.import_module(f"pbtune.api.{info.name}")
+    importlib.import_module("pbtune.cli.resume")
+    importlib.import_module("pbtune.cli.run")
+    for name in ("run", "resume", "load", "experiment_config"):
+        assert callable(getattr(pbtune, name)) and callable(getattr(pbtune.api, name)), name
+        assert not isinstance(getattr(pbtune, name), type(pbtune)), name

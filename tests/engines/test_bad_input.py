@@ -92,7 +92,7 @@ def test_bad_resume_input_exits_2_and_changes_nothing(case, tmp_path, capsys):
 
 
 def test_harmless_override_is_accepted(tmp_path):
-    from pbtune.api.resume import load_run
+    from pbtune.api.resuming import load_run
 
     run_dir = fake_run(tmp_path)
     cfg, header, events = load_run(run_dir, ["population=4"], None)

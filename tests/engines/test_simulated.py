@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pbtune.api.resume import load_run, restore_run
+from pbtune.api.resuming import load_run, restore_run
 from pbtune.config import dump_yaml
 from pbtune.engines import Callback
 from pbtune.engines.native.engine import NativeEngine

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pbtune.api.finish import exit_code
-from pbtune.api.resume import resume_run
+from pbtune.api.resuming import resume_run
 from pbtune.cli._common import add_command
 
 

@@ -40,8 +40,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def run_once(args: argparse.Namespace, cfg: Any) -> tuple[dict[str, Any], Any]:
-    """One experiment through the library (:func:`pbtune.api.run.run_experiment`)."""
-    from pbtune.api.run import run_experiment
+    """One experiment through the library (:func:`pbtune.api.experiment.run_experiment`)."""
+    from pbtune.api.experiment import run_experiment
 
     return run_experiment(cfg, args.results_dir, quiet=args.quiet, tensorboard=args.tensorboard,
                           plots=not args.no_plots)

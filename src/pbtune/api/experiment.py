@@ -2,9 +2,10 @@
 
 Why: Ray Tune and Optuna users work from Python and Jupyter; a run started from Python must be
 the same run the CLI starts (same config layers, provenance, result files, resume), so the CLI's
-``run`` and ``resume`` call :func:`run_experiment` and :func:`resume_experiment` here, and the
-library functions add only the Python-side conveniences: a config given as a mapping, overrides
-as a dict, a workload given as a class, and a :class:`~pbtune.api.result.Result` back. Mistakes
+``run`` and ``resume`` call :func:`run_experiment` here and
+:func:`~pbtune.api.resuming.resume_run`, and the library functions add only the Python-side
+conveniences: a config given as a mapping, overrides as a dict, a workload given as a class, and
+a :class:`~pbtune.api.result.Result` back. Mistakes
 raise :class:`~pbtune.errors.UserError` subclasses with the CLI's one-line messages.
 """
 
@@ -160,7 +161,7 @@ def write_plots(run_dir: Path) -> None:
 
 def resume(run_dir: str | Path, *, progress: str | bool = "auto") -> Result:
     """Continue a crashed or interrupted run in its directory; returns its :class:`Result`."""
-    from pbtune.api.resume import resume_run
+    from pbtune.api.resuming import resume_run
 
     summary = resume_run(Path(run_dir).expanduser(), [], None, quiet=progress is False)
     return Result(run_dir, summary)
