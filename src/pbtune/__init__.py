@@ -15,10 +15,11 @@ from pbtune.errors import ConfigError, UserError
 
 __version__ = "0.1.0"
 
-_API = {"run", "resume", "load", "experiment_config", "Result"}  # imported on first use (PEP 562)
+# Imported on first use (PEP 562): "import pbtune" stays light.
+_API = {"run", "resume", "load", "experiment_config", "compare", "Result"}
 
-__all__ = ["ConfigError", "Result", "UserError", "__version__", "experiment_config", "load",
-           "resume", "run"]
+__all__ = ["ConfigError", "Result", "UserError", "__version__", "compare", "experiment_config",
+           "load", "resume", "run"]
 
 
 def __getattr__(name: str) -> Any:

@@ -115,6 +115,28 @@ def test_the_api_names_stay_functions_after_every_module_is_imported():
         importlib.import_module(f"pbtune.api.{info.name}")
     importlib.import_module("pbtune.cli.resume")
     importlib.import_module("pbtune.cli.run")
-    for name in ("run", "resume", "load", "experiment_config"):
+    for name in ("run", "resume", "load", "experiment_config", "compare"):
         assert callable(getattr(pbtune, name)) and callable(getattr(pbtune.api, name)), name
         assert not isinstance(getattr(pbtune, name), type(pbtune)), name
+
+
+def test_compare_runs_methods_on_one_budget_and_returns_a_table():
+    frame = pbtune.compare(workload="pbt-toy", methods=("baseline", "random"), progress=False,
+                           overrides={**SMALL, "population": 3})
+    assert list(frame["method"]) == ["baseline", "random"]
+    assert list(frame["iterations"]) == [4, 12]  # one default-config model vs the population
+    assert (frame["exploits"] == 0).all() and (frame["errors"] == 0).all()
+    assert frame.attrs["metric"] == "score" and "baseline" in frame.attrs["median"]
+    with pytest.raises(ConfigError, match="valid methods are"):
+        pbtune.compare(methods=("pbt-but-faster",))
+
+
+def test_method_configs_for_the_notebook_comparison():
+    from pbtune.engines.bench import method_config
+
+    cfg = pbtune.experiment_config(workload="pbt-toy", overrides=SMALL)
+    base = method_config(cfg, "baseline", seed=0)
+    assert (base.population, base.pbt.enabled, base.param_space) == (1, False,
+                                                                       {"h0": 0.5, "h1": 0.5})
+    asha = method_config(cfg, "asha", seed=0)
+    assert (asha.engine, asha.tune.scheduler, asha.population) == ("tune", "asha", 4)

@@ -65,7 +65,7 @@ def test_pb2_methods_change_only_the_policy_or_the_scheduler(cfg) -> None:
 
 def test_method_lists() -> None:
     assert set(DEFAULT_METHODS) < set(METHODS) and set(TUNE_METHODS) < set(METHODS)
-    assert {"native-pb2", "tune-pb2"} == set(METHODS) - set(DEFAULT_METHODS)
+    assert {"native-pb2", "tune-pb2", "asha", "baseline"} == set(METHODS) - set(DEFAULT_METHODS)
     assert "tune-pb2" in TUNE_METHODS and "native-pb2" not in TUNE_METHODS
 
 

@@ -7,7 +7,8 @@ same run, with the same files, as one started from the command line.
 
 from __future__ import annotations
 
+from pbtune.api.compare import compare
 from pbtune.api.experiment import experiment_config, load, resume, run
 from pbtune.api.result import Result
 
-__all__ = ["Result", "experiment_config", "load", "resume", "run"]
+__all__ = ["Result", "compare", "experiment_config", "load", "resume", "run"]

@@ -16,10 +16,14 @@ the search changes:
 * ``tune-pb2``: ``engine: tune`` with ``tune.scheduler: pb2`` (Ray Tune's ``PB2``), otherwise as
   ``tune-pbt`` (asynchronous);
 * ``random``: the native engine with ``pbt.enabled: false`` — the same population trained for the
-  same budget without exploit/explore (the ablation PBT must beat).
+  same budget without exploit/explore (the ablation PBT must beat);
+* ``asha``: ``engine: tune`` with ``tune.scheduler: asha`` over the same sampled population
+  (early stopping of unpromising trials, no weight copying);
+* ``baseline``: one model with the workload's default hyperparameters, trained for the same
+  number of iterations (the original notebook's fixed-hyperparameter baseline).
 
-Without ``methods``, :data:`DEFAULT_METHODS` run (the PBT comparison); the PB2 methods are asked
-for by name.
+Without ``methods``, :data:`DEFAULT_METHODS` run (the PBT comparison); the PB2, ASHA and
+baseline methods are asked for by name (``pbtune bench --methods ...``, ``pbtune.compare``).
 
 Timing: each run gets a fresh Ray session, started before its clock starts; ``end_to_end_s`` is
 measured around ``prepare()`` + ``run()`` for every method, so start-up cannot flatter either
@@ -38,7 +42,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-METHODS = ("native-pbt", "native-pb2", "tune-pbt", "tune-pbt-synch", "tune-pb2", "random")
+METHODS = ("native-pbt", "native-pb2", "tune-pbt", "tune-pbt-synch", "tune-pb2", "random",
+           "asha", "baseline")
 DEFAULT_METHODS = ("native-pbt", "tune-pbt", "tune-pbt-synch", "random")
 TUNE_METHODS = ("tune-pbt", "tune-pbt-synch", "tune-pb2")
 # native method → the Tune methods it is compared with (time ratios, best-metric gaps)
@@ -55,6 +60,17 @@ def method_config(cfg: Any, method: str, seed: int) -> Any:
             "policy_file": None, "synch": method == "tune-pbt-synch"})
     elif method == "random":
         update["pbt"] = cfg.pbt.model_copy(update={"enabled": False})
+    elif method == "asha":  # Ray Tune's ASHA over the same sampled population (early stopping)
+        update["engine"] = "tune"
+        update["tune"] = cfg.tune.model_copy(update={
+            "scheduler": "asha", "search": "random", "policy_file": None, "synch": False})
+    elif method == "baseline":  # one model with the workload's default hyperparameters
+        from pbtune.workloads import get
+
+        defaults = dict(get(cfg.workload).default_config)
+        update["pbt"] = cfg.pbt.model_copy(update={"enabled": False})
+        update["population"] = 1
+        update["param_space"] = {k: defaults[k] for k in cfg.param_space if k in defaults}
     elif method in ("native-pbt", "native-pb2"):
         update["pbt"] = cfg.pbt.model_copy(update={"enabled": True, "policy": method[7:]})
     else:
