@@ -116,3 +116,31 @@ def test_parked_trials_come_back_exactly():
     parked, live = segments(1)
     assert parked == unbounded and len({score for *_, score in parked}) > 3
     assert [tid for tid, w in live.items() if not isinstance(w, Parked)] == ["c"]  # last run
+
+
+TORCH_FREE_GPU_WORKER = """
+import sys
+from pbtune.engines.native.worker import Worker
+w = Worker("tests/engines/toy_workload.py:Counter", {}, {"offset": [0.0]}, 0, "cuda", 1,
+           shape="gpu:1/cpu:1", precision="auto", gpu_share=0.5, live_trials=1)
+for tid in ("a", "b", "c"):  # more trials than live_trials: parking would run
+    result, _, _ = w.run(tid, {"lr": 0.1}, 0, 2, metric="score", mode="max")
+    assert result["status"] == "ok", result
+assert "torch" not in sys.modules, "a GPU worker of a torch-free workload imported torch"
+print(w.precision)
+"""
+
+
+def test_a_gpu_worker_of_a_torch_free_workload_never_imports_torch():
+    """Resolving ``precision: auto`` and parking trials must not import torch for a workload
+    that does not use it: on the mixed-shape benchmark that import (seconds) delayed the fast
+    worker and the makespan went from 1.03 to 1.17-1.64 of the bound."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.run([sys.executable, "-c", TORCH_FREE_GPU_WORKER], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "bf16"  # auto on a GPU worker: the workload's bf16 (a label)

@@ -38,11 +38,20 @@ def resolve(supported: Sequence[str], requested: str, kind: str,
 
 
 def _cuda_bf16() -> bool:
+    """Whether the GPU computes in bf16; asked of torch only when the workload imported it.
+
+    A torch-free workload (the toy) uses the precision as a label only, and importing torch
+    here would delay its worker's start by seconds.
+    """
+    import sys
+
+    if "torch" not in sys.modules:
+        return True
     try:
         import torch
 
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    except Exception:  # no torch, no CUDA: a label only (a torch-free workload)
+    except Exception:  # no CUDA: a label only
         return True
 
 

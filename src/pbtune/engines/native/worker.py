@@ -99,7 +99,9 @@ class Worker:
             set_determinism(deterministic)
             if device == "cuda":
                 limit_gpu_memory(gpu_share)
-        self.live_trials = live_trials if device == "cuda" else None  # parking budget
+        # Parking budget: device memory is torch's; a torch-free workload (the toy) has none to
+        # free, and importing torch to empty its cache would stall the worker for seconds.
+        self.live_trials = live_trials if device == "cuda" and "torch" in sys.modules else None
         kind = "gpu" if device == "cuda" else "cpu"
         self.shape = shape
         self.precision = resolve(getattr(self.cls, "precisions", ("fp32",)), precision, kind)
