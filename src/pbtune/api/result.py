@@ -43,9 +43,12 @@ class Result:
 
     @property
     def metric(self) -> str:
+        return self._metric(self.trials)
+
+    def _metric(self, frame: Any) -> str:
         from pbtune.results.plots import run_metric
 
-        return run_metric(self.run_dir, self.trials)
+        return run_metric(self.run_dir, frame)
 
     @property
     def mode(self) -> str:
@@ -84,7 +87,7 @@ class Result:
         frame = self.trials
         if frame.empty:
             raise UserError(f"{self.run_dir} has no results yet")
-        metric, mode = self.metric, self.mode
+        metric, mode = self._metric(frame), self.mode  # trials.csv read once
         if scope == "last":
             frame = frame.sort_values("iteration").groupby("trial_id").tail(1)
         frame = frame.dropna(subset=[metric])
@@ -110,7 +113,8 @@ class Result:
         """The metric per trial over iterations, exploits marked."""
         from pbtune.results.plots import plot_metric, read_decisions
 
-        return plot_metric(self.trials, self.metric,
+        frame = self.trials
+        return plot_metric(frame, self._metric(frame),
                            read_decisions(self.run_dir / "pbt_global.txt"))
 
     def plot_schedules(self) -> Any:

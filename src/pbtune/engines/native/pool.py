@@ -92,11 +92,9 @@ class WorkerPool:
                 except ray.exceptions.RayError as exc:  # its constructor raised (no CUDA, ...)
                     failed.append(_last_line(exc))
                     self.dead.add(spec.index)
-                info.append({"index": spec.index, "node_id": spec.node_id, "ip": spec.ip,
-                             "shape": spec.shape})
+                info.append(_planned(spec))
             else:
-                info.append({"index": spec.index, "node_id": spec.node_id, "ip": spec.ip,
-                             "shape": spec.shape})
+                info.append(_planned(spec))
                 self.starting[spec.index] = ref
         if failed and len(self.dead) == len(refs):
             self.shutdown()
@@ -187,8 +185,7 @@ class WorkerPool:
             handle = self._start(spec)
             self.specs.append(spec)
             self.workers.append(handle)
-            self.info.append({"index": spec.index, "node_id": spec.node_id, "ip": spec.ip,
-                              "shape": spec.shape})
+            self.info.append(_planned(spec))
             self.starting[spec.index] = handle.info.remote()
         return [spec.index for spec in specs]
 
@@ -233,6 +230,11 @@ class WorkerPool:
         for handle in self.workers:
             ray.kill(handle)
         self.gpus.remove()
+
+
+def _planned(spec: Any) -> dict[str, Any]:
+    """A worker's info before it has started (or when it never will): what the plan knows."""
+    return {"index": spec.index, "node_id": spec.node_id, "ip": spec.ip, "shape": spec.shape}
 
 
 def _last_line(exc: BaseException) -> str:

@@ -85,30 +85,20 @@ class Worker:
         from pbtune.workloads.precision import resolve, workload_kwargs
 
         self.cls = get(workload)
-        if device == "cuda" and "torch" in sys.modules:
+        uses_torch = "torch" in sys.modules  # the workload's module imported it
+        if uses_torch:
             import torch
 
-            if not torch.cuda.is_available():
+            from pbtune.workloads._torch_utils import limit_gpu_memory, set_determinism
+
+            if device == "cuda" and not torch.cuda.is_available():
                 raise RuntimeError(
                     "Ray gave this worker a GPU but torch sees no CUDA device (a CPU-only torch "
                     "build, or CUDA_VISIBLE_DEVICES emptied); install a CUDA build of torch on "
                     "this node or set resources.gpus_per_trial: 0")
-        if "torch" in sys.modules:
-            from pbtune.workloads._torch_utils import limit_gpu_memory, set_determinism
-
             set_determinism(deterministic)
             if device == "cuda":
                 limit_gpu_memory(gpu_share)
-        # Parking budget: device memory is torch's; a torch-free workload (the toy) has none to
-        # free, and importing torch to empty its cache would stall the worker for seconds.
-        self.live_trials = live_trials if device == "cuda" and "torch" in sys.modules else None
-        kind = "gpu" if device == "cuda" else "cpu"
-        self.shape = shape
-        self.precision = resolve(getattr(self.cls, "precisions", ("fp32",)), precision, kind)
-        self._kwargs = workload_kwargs(self.precision)
-        if "torch" in sys.modules:  # the workload's module imported it
-            import torch
-
             if threads:
                 torch.set_num_threads(threads)
             # The first optimiser a process builds imports torch._dynamo (about 3 s here): pay it
@@ -118,6 +108,13 @@ class Worker:
             # A torch-free workload (pbt-toy) must not pay torch's import here; should it import
             # torch later, torch reads its thread count from this variable.
             os.environ["OMP_NUM_THREADS"] = str(threads)
+        # Parking budget: device memory is torch's; a torch-free workload (the toy) has none to
+        # free, and importing torch to empty its cache would stall the worker for seconds.
+        self.live_trials = live_trials if device == "cuda" and uses_torch else None
+        self.shape = shape
+        kind = "gpu" if device == "cuda" else "cpu"
+        self.precision = resolve(getattr(self.cls, "precisions", ("fp32",)), precision, kind)
+        self._kwargs = workload_kwargs(self.precision)
         # Per-node options (``slowdown: {"slow": 3.0}``) become plain values for this node here,
         # so workloads never see a mapping nor need Ray (see node_options).
         self.options = resolve_here(options)
