@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 # Imported on first use (PEP 562): "import pbtune" stays light.
 _API = {"run", "resume", "load", "experiment_config", "compare", "Result"}
 
-__all__ = ["ConfigError", "Result", "UserError", "__version__", "compare", "experiment_config",
-           "load", "resume", "run"]
+__all__ = ["ConfigError", "Result", "TorchWorkload", "UserError", "__version__", "compare",
+           "experiment_config", "load", "resume", "run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -27,4 +27,8 @@ def __getattr__(name: str) -> Any:
         from pbtune import api
 
         return getattr(api, name)
+    if name == "TorchWorkload":  # imports torch: only when asked for
+        from pbtune.workloads.torch_workload import TorchWorkload
+
+        return TorchWorkload
     raise AttributeError(f"module 'pbtune' has no attribute {name!r}")

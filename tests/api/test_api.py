@@ -131,6 +131,18 @@ def test_compare_runs_methods_on_one_budget_and_returns_a_table():
         pbtune.compare(methods=("pbt-but-faster",))
 
 
+def test_compare_with_results_dir_keeps_every_run_loadable(tmp_path):
+    frame = pbtune.compare(workload="pbt-toy", methods=("baseline", "native-pbt"), progress=False,
+                           overrides={**SMALL, "population": 3}, results_dir=tmp_path)
+    assert list(frame["method"]) == ["baseline", "native-pbt"]
+    for row in frame.itertuples():
+        run = pbtune.load(row.run_dir)
+        assert run.run_dir.parent.name == f"quickstart-{row.method}"
+        assert run.summary["best"]["metric"] == row.best
+        assert len(run.trials) == row.iterations  # every iteration's row is on disk
+    assert len(pbtune.load(frame["run_dir"][1]).exploits) == frame["exploits"][1]
+
+
 def test_method_configs_for_the_notebook_comparison():
     from pbtune.engines.bench import method_config
 
@@ -140,3 +152,25 @@ def test_method_configs_for_the_notebook_comparison():
                                                                        {"h0": 0.5, "h1": 0.5})
     asha = method_config(cfg, "asha", seed=0)
     assert (asha.engine, asha.tune.scheduler, asha.population) == ("tune", "asha", 4)
+
+
+def test_best_config_values_are_plain_python_with_integers_kept(result, tmp_path):
+    """pandas reads an integer column with one empty cell as float64: best() must still give
+    ``64`` (int), not numpy's ``64.0``, and plain floats, not numpy scalars."""
+    import shutil
+
+    import pandas as pd
+
+    copy = tmp_path / "run"
+    shutil.copytree(result.run_dir, copy)
+    frame = pd.read_csv(copy / "trials.csv")
+    best = frame["score"].idxmax()  # the gap: a first-iteration row (never a final one)
+    empty = next(i for i in range(len(frame)) if i != best and frame.loc[i, "iteration"] == 1)
+    frame["config/batch_size"] = pd.array([None if i == empty else 64 for i in range(len(frame))],
+                                          dtype="Int64")  # written as 64, the gap as empty
+    frame.to_csv(copy / "trials.csv", index=False)
+    assert pbtune.load(copy).trials["config/batch_size"].dtype == float  # the trap
+    for scope in ("all", "last"):
+        config = pbtune.load(copy).best(scope)["config"]
+        assert type(config["lr"]) is float, scope
+        assert type(config["batch_size"]) is int and config["batch_size"] == 64, scope

@@ -68,10 +68,12 @@ def assert_complete(run_dir: Path, iterations: int) -> None:
     assert len({tuple(json.loads(d)[:3]) for d in decisions}) == len(decisions)
 
 
-def test_sigkill_driver_then_resume(ray_local, tmp_path, capsys):
-    proc = start_driver(tmp_path)
+def sigkill_driver_after_cut(root: Path, iteration: int = 4) -> Path:
+    """Start a CLI driver, SIGKILL it (and its local Ray) once a cut reaches ``iteration``;
+    returns its run directory, as a crash leaves it."""
+    proc = start_driver(root)
     try:
-        run_dir = wait_for_cut(tmp_path, proc, 4)
+        run_dir = wait_for_cut(root, proc, iteration)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
@@ -79,6 +81,11 @@ def test_sigkill_driver_then_resume(ray_local, tmp_path, capsys):
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    return run_dir
+
+
+def test_sigkill_driver_then_resume(ray_local, tmp_path, capsys):
+    run_dir = sigkill_driver_after_cut(tmp_path)
     assert not (run_dir / "summary.json").exists()
     assert main(["resume", str(run_dir), "--quiet"]) == 0
     out = capsys.readouterr().out

@@ -43,10 +43,10 @@ def test_relative_spec_is_made_absolute_for_ray_workers(monkeypatch: pytest.Monk
 
 
 def test_broken_class_names_the_missing_method(tmp_path: Path) -> None:
-    source = EXAMPLE.read_text().replace("    def evaluate(", "    def evaluate_typo(")
+    source = EXAMPLE.read_text().replace("    def build_model(", "    def build_model_typo(")
     broken = tmp_path / "broken_workload.py"
     broken.write_text(source)
-    with pytest.raises(UserError, match=r"missing evaluate \(see pbtune\.workloads\.base"):
+    with pytest.raises(UserError, match=r"missing build_model \(see pbtune\.workloads\.base"):
         registry.get(f"{broken}:MyWorkload")
     with pytest.raises(UserError, match="has no class 'Nope'"):
         registry.get(f"{EXAMPLE}:Nope")

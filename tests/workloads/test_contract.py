@@ -64,7 +64,13 @@ def _tensors(obj: Any) -> list[Any]:
 
 
 def _optimizers(workload: Workload) -> list[torch.optim.Optimizer]:
-    return [v for v in vars(workload).values() if isinstance(v, torch.optim.Optimizer)]
+    """Optimisers held as attributes, or in a dict attribute (a GAN's two), each once."""
+    found: dict[int, torch.optim.Optimizer] = {}
+    for value in vars(workload).values():
+        for item in value.values() if isinstance(value, dict) else [value]:
+            if isinstance(item, torch.optim.Optimizer):
+                found.setdefault(id(item), item)
+    return list(found.values())
 
 
 def _changed(value: Any) -> Any:

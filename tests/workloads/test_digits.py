@@ -14,6 +14,7 @@ import torch
 from pbtune.errors import UserError
 from pbtune.workloads import _torch_utils as tu
 from pbtune.workloads import digits as digits_module
+from pbtune.workloads import torch_workload as torch_workload_module
 from pbtune.workloads.digits import DigitsCNN
 
 SMALL = {"width": 4, "threads": 1}
@@ -190,7 +191,7 @@ def test_slowdown_sleeps_in_proportion(
         slept.append(seconds)
         real_sleep(seconds)
 
-    monkeypatch.setattr(digits_module.time, "sleep", sleep)
+    monkeypatch.setattr(torch_workload_module.time, "sleep", sleep)
     DigitsCNN({}, data=data, options=SMALL).train(1)
     assert slept == []  # slowdown 1.0: no sleep at all
     workload = DigitsCNN({}, data=data, options={**SMALL, "slowdown": 3.0})
@@ -244,3 +245,19 @@ def test_param_groups_generator_threads_and_finite() -> None:
     torch.set_num_threads(before)
     assert tu.is_finite(1.0) and not tu.is_finite(float("nan"))
     assert not tu.is_finite(torch.tensor(math.inf))
+
+
+def test_a_checkpoint_from_before_the_torch_workload_port_still_loads(
+        data: dict[str, np.ndarray], one_thread: None) -> None:
+    """digits states used to hold the data-order generator state as a bare tensor under "rng"
+    and no scheduler/scaler: such a checkpoint resumes, continuing that data order."""
+    source = DigitsCNN({}, data=data, options=SMALL, seed=0)
+    source.train(1)
+    new = source.get_state()
+    old = {"model": new["model"], "optimizer": new["optimizer"],
+           "rng": new["rng"]["order"]["generator"], "iteration": new["iteration"],
+           "config": new["config"]}
+    resumed = DigitsCNN({}, data=data, options=SMALL, seed=7)
+    resumed.set_state(old)
+    assert resumed.iteration == 1
+    assert resumed.train(1)["loss"] == source.train(1)["loss"]

@@ -94,8 +94,9 @@ class Result:
         if frame.empty:
             raise UserError(f"no finite {metric} in {self.run_dir}/trials.csv")
         row = frame.loc[frame[metric].idxmax() if mode == "max" else frame[metric].idxmin()]
-        config = {k.removeprefix("config/"): row[k] for k in frame.columns
-                  if k.startswith("config/")}
+        columns = [k for k in frame.columns if k.startswith("config/")]
+        config = {k.removeprefix("config/"): v for k, v in zip(
+            columns, _plain_values(self.run_dir / "trials.csv", columns, row), strict=True)}
         return {"trial_id": str(row["trial_id"]), "metric": float(row[metric]),
                 "config": config, "iteration": int(row["iteration"])}
 
@@ -128,3 +129,25 @@ class Result:
         from pbtune.results.plots import plot_lineage, read_decisions
 
         return plot_lineage(self.trials, read_decisions(self.run_dir / "pbt_global.txt"))
+
+
+def _plain_values(path: Path, columns: list[str], row: Any) -> list[Any]:
+    """The row's values as plain Python: ``int`` where the column was written as integers.
+
+    Why: pandas reads a column with one missing cell (a trial without that hyperparameter, a
+    torn row) as float, so a batch size of 64 would come back as ``64.0`` (numpy's), which a
+    user then passes to a DataLoader. The CSV's own text says which columns hold integers.
+    """
+    import pandas as pd
+
+    raw = pd.read_csv(path, usecols=columns, dtype=str, on_bad_lines="skip") if columns else None
+    out = []
+    for column in columns:
+        value = row[column]
+        value = value.item() if hasattr(value, "item") else value
+        if isinstance(value, float) and value.is_integer() and raw is not None:
+            text = raw[column].dropna()
+            if len(text) and text.str.fullmatch(r"-?\d+").all():
+                value = int(value)
+        out.append(value)
+    return out

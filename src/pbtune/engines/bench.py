@@ -78,18 +78,23 @@ def method_config(cfg: Any, method: str, seed: int) -> Any:
     return cfg.model_copy(update=update)
 
 
-def run_method(cfg: Any) -> dict[str, Any]:
-    """One run, no result files; the summary's headline numbers plus ``end_to_end_s``."""
+def run_method(cfg: Any, method: str = "") -> dict[str, Any]:
+    """One run (of ``method``), no result files; the summary's headline numbers plus
+    ``end_to_end_s``."""
     from pbtune.engines import create_engine
 
     start = time.perf_counter()
     engine = create_engine(cfg, [])
     engine.prepare()
     summary = engine.run()
-    end_to_end = time.perf_counter() - start
+    return summary_row(cfg, summary, time.perf_counter() - start)
+
+
+def summary_row(cfg: Any, summary: dict[str, Any], end_to_end_s: float) -> dict[str, Any]:
+    """A run's row in the bench table, from its summary."""
     best = summary.get("best") or {}
     return {"seed": cfg.seed, "best": best.get("metric"), "wall_s": summary["wall_s"],
-            "end_to_end_s": round(end_to_end, 3), "efficiency": summary["efficiency"],
+            "end_to_end_s": round(end_to_end_s, 3), "efficiency": summary["efficiency"],
             "exploits": summary["exploits"], "iterations": summary["iterations"],
             "slots": summary["slots"], "errors": len(summary.get("errors") or {}),
             "first_error": next(iter((summary.get("errors") or {}).values()), None)}
@@ -101,8 +106,12 @@ def _median(values: Sequence[float | None]) -> float | None:
 
 
 def run_bench(cfg: Any, seeds: int, methods: Sequence[str] = DEFAULT_METHODS,
-              progress: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every method × seed; returns per-run rows, per-method medians and the ratios."""
+              progress: Callable[[str], None] = print,
+              runner: Callable[[Any, str], dict[str, Any]] = run_method) -> dict[str, Any]:
+    """Every method × seed; returns per-run rows, per-method medians and the ratios.
+
+    ``runner(method_cfg, method) -> row`` runs one (default :func:`run_method`: no files;
+    :func:`pbtune.compare` passes one that writes each run's result directory)."""
     import ray
 
     from pbtune.cluster import connect
@@ -117,7 +126,7 @@ def run_bench(cfg: Any, seeds: int, methods: Sequence[str] = DEFAULT_METHODS,
             # tracebacks; trial errors are counted in each row, the first one printed.
             connect(cfg.resources.address, log_to_driver=False)
             try:
-                row = run_method(method_config(cfg, method, seed))
+                row = runner(method_config(cfg, method, seed), method)
             finally:
                 ray.shutdown()
             runs[method].append(row)

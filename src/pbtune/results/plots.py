@@ -18,12 +18,14 @@ Files, in ``<run_dir>/plots/``:
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only: no display, safe in threads and on headless nodes
+if "ipykernel" not in sys.modules:  # Jupyter's inline backend is kept: figures show there
+    matplotlib.use("Agg")  # files only: no display, safe in threads and on headless nodes
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -106,13 +108,15 @@ def _empty(ax: Any, text: str = "no data") -> None:
 
 
 def _save(fig: Any, path: Path | None) -> Any:
-    """Write the figure to ``path`` and close it; with no path, return the figure itself (the
-    Python API shows it inline in Jupyter)."""
+    """Write the figure to ``path``; with no path, return the figure itself (the Python API:
+    Jupyter shows it as a cell's value or with ``display``). Either way it leaves pyplot's list
+    of open figures, so Jupyter's inline backend does not show it a second time at cell end and
+    a long session does not accumulate figures."""
     fig.tight_layout()
+    plt.close(fig)
     if path is None:
         return fig
     fig.savefig(path, dpi=DPI)
-    plt.close(fig)
     return path
 
 

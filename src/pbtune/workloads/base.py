@@ -191,4 +191,6 @@ def missing_methods(cls: type) -> list[str]:
         impl = getattr(cls, method, None)
         if impl is None or getattr(impl, "__isabstractmethod__", False):
             missing.append(method)
+    # and whatever a base class such as TorchWorkload leaves abstract (build_model, ...)
+    missing += sorted(set(getattr(cls, "__abstractmethods__", ())) - set(missing))
     return missing

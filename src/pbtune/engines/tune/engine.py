@@ -128,6 +128,9 @@ class TuneEngine:
             ),
             run_config=tune.RunConfig(
                 name=cfg.name, storage_path=storage, verbose=0, callbacks=[bridge],
+                # In Jupyter, Tune's default reporter clears the cell's output (the status
+                # pbtune printed there before) and leaves an empty HTML box; verbose=0 CLI: none.
+                progress_reporter=tune.CLIReporter(),
                 stop=ThresholdStopper(bridge, cfg.stop.max_iterations),
                 # Checkpoints at perturbation boundaries (PBT also saves when it pauses a trial);
                 # every one kept: deleting them races PBT restores (bench/_tune_baseline.py).

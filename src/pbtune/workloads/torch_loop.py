@@ -1,0 +1,136 @@
+"""The optimiser-stepping and metric-averaging halves of :class:`TorchWorkload`'s loop.
+
+Why separate: both are easy to get subtly wrong and are the same for every model. The stepper
+does loss scaling (fp16), gradient accumulation, one scaler update per optimiser step even with
+several optimisers, freeing gradients between steps, and stepping LR schedulers at the declared
+interval. The metric sums average a batch's values over the whole epoch or validation set
+exactly: a scalar is the batch's mean, a per-sample vector is summed in float64 (so an accuracy
+from booleans is an exact ratio, as on a results table it should be).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+__all__ = ["MetricSums", "Stepper", "as_metrics", "unpack"]
+
+
+class Stepper:
+    """Backward and optimiser steps for a set of named optimisers sharing one loss scaler."""
+
+    def __init__(self, optimizers: Mapping[str, torch.optim.Optimizer], schedulers: Iterable[Any],
+                 scaler: torch.amp.GradScaler, interval: str) -> None:
+        if interval not in ("step", "iteration"):
+            raise ValueError(f"scheduler_interval must be 'step' or 'iteration', got {interval!r}")
+        self.optimizers = optimizers
+        self.schedulers = list(schedulers)
+        self.scaler = scaler
+        self.interval = interval
+        self.pending = 0  # micro-batches accumulated since the last optimiser step
+        self.accumulation_steps = 1
+
+    def start(self) -> None:
+        """Before an iteration: no stale gradients."""
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+        self.pending = 0
+
+    def accumulate(self, loss: Any, accumulation_steps: int, where: str) -> bool:
+        """Backward one micro-batch's loss; steps every optimiser after ``accumulation_steps``
+        of them. Returns whether it stepped."""
+        if not isinstance(loss, torch.Tensor) or not loss.requires_grad:
+            raise TypeError(f"{where}: train_step must return the loss as a tensor that requires "
+                            "grad (or set manual_optimization = True and call backward_step)")
+        self.accumulation_steps = accumulation_steps
+        self.scaler.scale(loss / accumulation_steps if accumulation_steps > 1 else loss).backward()
+        self.pending += 1
+        if self.pending < accumulation_steps:
+            return False
+        self.step()
+        return True
+
+    def step(self) -> None:
+        for opt in self.optimizers.values():
+            self.scaler.step(opt)
+        self.scaler.update()
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)  # also frees the grads between iterations
+        self.pending = 0
+        self.tick("step")
+
+    def backward_step(self, loss: torch.Tensor, optimizer: str) -> None:
+        """Manual optimisation: zero one optimiser's grads, backward (scaled), step it."""
+        if optimizer not in self.optimizers:
+            raise KeyError(f"no optimizer {optimizer!r}; the optimizers are "
+                           f"{sorted(self.optimizers)}")
+        opt = self.optimizers[optimizer]
+        opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+
+    def manual_step_done(self) -> None:
+        """After a manual ``train_step``: one scaler update for all its optimiser steps."""
+        if self.scaler.is_enabled():
+            self.scaler.update()
+        self.tick("step")
+
+    def finish(self) -> None:
+        """End of an iteration: step a partial accumulation (its gradient scaled back to a mean
+        over the micro-batches it has, not 1/accumulation_steps of one), then per-iteration
+        schedulers."""
+        if self.pending:
+            factor = self.accumulation_steps / self.pending
+            for opt in self.optimizers.values():
+                for group in opt.param_groups:
+                    for param in group["params"]:
+                        if param.grad is not None:
+                            param.grad.mul_(factor)
+            self.step()
+        self.tick("iteration")
+
+    def tick(self, interval: str) -> None:
+        if interval == self.interval:
+            for scheduler in self.schedulers:
+                scheduler.step()
+
+
+class MetricSums:
+    """Running sums of a loop's metrics; :meth:`means` divides by the samples seen."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}  # on the training device: no sync per batch
+        self.seen = 0
+
+    def add(self, out: Mapping[str, Any], n: int) -> None:
+        for key, value in out.items():
+            value = torch.as_tensor(value).detach()
+            if value.dim() > 0 and value.numel() == n:
+                total = value.double().sum()
+            elif value.numel() == 1:
+                total = value.double().reshape(()) * n
+            else:
+                raise ValueError(f"metric {key!r} has shape {tuple(value.shape)}; return a "
+                                 f"scalar or one value per sample ({n})")
+            self.sums[key] = self.sums[key] + total if key in self.sums else total
+        self.seen += n
+
+    def means(self) -> dict[str, float]:
+        return {k: float(v.item()) / max(self.seen, 1) for k, v in self.sums.items()}
+
+
+def as_metrics(out: Any, method: str) -> Mapping[str, Any]:
+    """A step's return value as a metrics dict (a bare tensor is the loss)."""
+    if isinstance(out, torch.Tensor):
+        return {"loss": out}
+    if not isinstance(out, Mapping):
+        raise TypeError(f"{method} must return a tensor or a dict of metrics, got "
+                        f"{type(out).__name__}")
+    return out
+
+
+def unpack(tensors: list[torch.Tensor]) -> Any:
+    """What a step receives: one tensor, or a tuple in the declared array order."""
+    return tensors[0] if len(tensors) == 1 else tuple(tensors)

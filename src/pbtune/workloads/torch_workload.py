@@ -1,0 +1,320 @@
+"""``pbtune.TorchWorkload``: bring a PyTorch model by writing only what is yours.
+
+Why: a PBT workload must get several delicate things exactly right or PBT silently breaks:
+weights seeded per trial without touching the process's RNG, a private data order and noise
+stream that resume continues and exploit leaves behind, hyperparameters changed inside the live
+optimiser (and its LR scheduler), states that are CPU copies never aliasing the live model,
+autocast and loss scaling. Written by hand that is about 130 lines per model. Here a subclass
+writes ``load_data`` (numpy arrays, once per node), ``build_model``, ``build_optimizer``,
+``train_step(batch)`` (the loss) and ``eval_step(batch)`` (metrics), and this base does the rest
+(``docs/workloads.md`` has a complete 30-line example). Full control: override
+:meth:`train_epoch` (one iteration) or :meth:`evaluate`; with ``manual_optimization = True`` a
+``train_step`` makes its own steps with :meth:`backward_step` (a GAN's two optimisers).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from abc import abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from pbtune.errors import UserError
+from pbtune.workloads import hyperparams
+from pbtune.workloads._torch_utils import (
+    configure_threads,
+    load_optimizer_state,
+    seeded_init,
+    state_to_cpu,
+)
+from pbtune.workloads.base import Workload
+from pbtune.workloads.precision import autocast_dtype
+from pbtune.workloads.shared_data import shared_tensor
+from pbtune.workloads.torch_loop import MetricSums, Stepper, as_metrics, unpack
+from pbtune.workloads.torch_state import BatchOrder, OwnedGlobalRng
+
+__all__ = ["TorchWorkload"]
+
+#: Options every TorchWorkload has (merged under a subclass's own ``default_options``).
+TORCH_OPTIONS: dict[str, Any] = {
+    "epochs_per_iteration": 1,  # an iteration is this many epochs ...
+    "steps_per_iteration": None,  # ... or exactly this many optimiser steps, across epochs
+    "accumulation_steps": 1,  # micro-batches per optimiser step (gradient accumulation)
+    "batch_size": 64,  # when batch_size is not a tunable hyperparameter
+    "eval_batch_size": 1024,  # samples per evaluation forward pass
+    "drop_last": False,  # skip an epoch's last partial batch (BatchNorm cannot train on one)
+    "threads": None,  # torch intra-op threads; None leaves torch's setting alone
+    "slowdown": 1.0,  # ≥ 1: sleep (slowdown - 1) × compute time per iteration (benchmarks)
+}
+_POSITIVE = ("epochs_per_iteration", "accumulation_steps", "batch_size", "eval_batch_size")
+
+
+class TorchWorkload(Workload):
+    """A :class:`Workload` whose engine-facing half is written once, for any PyTorch model."""
+
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16", "fp16")
+    train_arrays: ClassVar[tuple[str, ...]] = ("train_x", "train_y")  # keys of load_data's dict
+    eval_arrays: ClassVar[tuple[str, ...]] = ("val_x", "val_y")
+    #: hyperparameter → ``"key"`` (every optimiser) or ``"optimizer_name:key"`` (or a list).
+    param_group_keys: ClassVar[Mapping[str, str | Sequence[str]]] = {}
+    manual_optimization: ClassVar[bool] = False  # True: train_step calls backward_step itself
+    scheduler_interval: ClassVar[str] = "step"  # step the LR scheduler(s) per "step"/"iteration"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Fill what a short subclass leaves out: the base options, the hyperparameter names
+        (those of ``default_config``) and the default metric (the first one)."""
+        super().__init_subclass__(**kwargs)
+        cls.default_options = {**TORCH_OPTIONS, **cls.default_options}
+        if not cls.hyperparameters:
+            cls.hyperparameters = tuple(cls.default_config)
+        if not cls.default_metric and cls.metrics:
+            cls.default_metric = next(iter(cls.metrics))
+
+    # ---- what a subclass writes ------------------------------------------------------------
+    @abstractmethod
+    def build_model(self, options: Mapping[str, Any]) -> nn.Module | Mapping[str, nn.Module]:
+        """The model (or ``{"generator": G, "discriminator": D}``); built under the trial's seed,
+        then moved to the trial's device."""
+
+    @abstractmethod
+    def build_optimizer(self, model: Any, config: Mapping[str, Any]) -> Any:
+        """An optimiser for ``model`` (or a dict of them); hyperparameters are applied after."""
+
+    def build_scheduler(self, optimizer: Any, options: Mapping[str, Any]) -> Any:
+        """Optional LR scheduler(s) for ``optimizer``; its state travels with the trial."""
+        return None
+
+    def train_step(self, batch: Any) -> torch.Tensor | Mapping[str, Any]:
+        """One minibatch: return the loss, or ``{"loss": ..., "other_metric": ...}``."""
+        raise NotImplementedError(f"{type(self).__name__} must define train_step(batch) or "
+                                  "override train_epoch()")
+
+    def eval_step(self, batch: Any) -> Mapping[str, Any]:
+        """Metrics of one validation batch: scalars (batch means) or per-sample tensors."""
+        raise NotImplementedError(f"{type(self).__name__} must define eval_step(batch) or "
+                                  "override evaluate()")
+
+    def on_hyperparameters(self, changed: Mapping[str, Any]) -> None:
+        """Hook for hyperparameters that are not optimiser settings (all are in ``self.config``)."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """Anything else of the trial's to save (CPU tensors, numbers)."""
+        return {}
+
+    def load_extra_state(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`extra_state`."""
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def resolve_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Merge over the defaults; a typo or bad value is a one-line UserError."""
+        opts = cls.merge_options(options)
+        for key in (*_POSITIVE, "steps_per_iteration", "threads"):
+            value = opts[key]
+            if (value is not None or key in _POSITIVE) and (
+                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise UserError(f"{cls.name}: option {key} must be an integer >= 1"
+                                f"{'' if key in _POSITIVE else ' or null'}, got {value!r}")
+        if float(opts["slowdown"]) < 1.0:
+            raise UserError(f"{cls.name}: slowdown must be >= 1.0, got {opts['slowdown']}")
+        return opts
+
+    def __init__(self, config: Mapping[str, Any], *, data: Any = None,
+                 options: Mapping[str, Any] | None = None, seed: int = 0, device: str = "cpu",
+                 precision: str = "fp32") -> None:
+        self.check_hyperparameters(config)
+        super().__init__(config, data=data, options=options, seed=seed, device=device,
+                         precision=precision)
+        self.options = self.resolve_options(options)
+        if precision not in self.precisions:
+            raise UserError(f"{self.name}: precision {precision!r} is not one of "
+                            f"{list(self.precisions)}")
+        configure_threads(self.options["threads"])
+        self._device = torch.device(device)
+        self._amp_dtype = autocast_dtype(precision)
+        if data is None:
+            data = self.load_data(self.options)
+        self.train_data = self._wrap(data, self.train_arrays)
+        self.eval_data = self._wrap(data, self.eval_arrays)
+        with seeded_init(seed):
+            self.model = self.build_model(self.options)
+        self.models = _named(self.model, "model", nn.Module, "build_model")
+        for module in self.models.values():
+            module.to(self._device)
+        self.optimizer = self.build_optimizer(self.model, self.config)
+        self.optimizers = _named(self.optimizer, "optimizer", torch.optim.Optimizer,
+                                 "build_optimizer")
+        self.scheduler = self.build_scheduler(self.optimizer, self.options)
+        self.schedulers = {} if self.scheduler is None else _named(
+            self.scheduler, "scheduler", object, "build_scheduler")
+        self.scaler = torch.amp.GradScaler(self._device.type, enabled=precision == "fp16")
+        self._stepper = Stepper(self.optimizers, self.schedulers.values(), self.scaler,
+                                self.scheduler_interval)
+        self._order = BatchOrder(self.train_data[0].shape[0], seed,
+                                 drop_last=bool(self.options["drop_last"]))
+        self.generator = self._order.generator  # the data order's (CPU) stream
+        self._rng = OwnedGlobalRng(seed, self._device)
+        self.batch_size = int(self.options["batch_size"])
+        self.accumulation_steps = int(self.options["accumulation_steps"])
+        self.apply_hyperparameters(self.config)
+
+    def _wrap(self, data: Any, keys: Sequence[str]) -> list[torch.Tensor]:
+        """Tensors over the shared arrays: zero-copy on CPU, one cached copy per device."""
+        if not isinstance(data, Mapping) or any(k not in data for k in keys):
+            have = sorted(data) if isinstance(data, Mapping) else type(data).__name__
+            raise UserError(f"{self.name}: load_data must return a dict with {list(keys)}; got "
+                            f"{have} (or set train_arrays / eval_arrays to its keys)")
+        out = [shared_tensor(data[k], self._device) if isinstance(data[k], np.ndarray)
+               else torch.as_tensor(data[k]).to(self._device) for k in keys]
+        if len({t.shape[0] for t in out}) != 1 or out[0].shape[0] == 0:
+            raise UserError(f"{self.name}: {list(keys)} must be non-empty and of equal length, "
+                            f"got {[tuple(t.shape) for t in out]}")
+        return out
+
+    # ---- hyperparameters -------------------------------------------------------------------
+    def apply_hyperparameters(self, config: Mapping[str, Any]) -> None:
+        """In place: the same optimiser objects and buffers; batch size from the next batch."""
+        self.check_hyperparameters(config)
+        custom = {}
+        for name, value in config.items():
+            if name in ("batch_size", "accumulation_steps"):
+                if isinstance(value, bool) or int(value) != value or int(value) < 1:
+                    raise ValueError(f"{self.name}: {name} must be an integer >= 1, got {value}")
+                setattr(self, name, int(value))
+                self.config[name] = int(value)
+                continue
+            routes = hyperparams.targets(name, self.param_group_keys, self.optimizers)
+            if routes is None:
+                custom[name] = value
+            for opt_name, key in routes or ():
+                hyperparams.set_hyperparameter(self.optimizers[opt_name], key, float(value),
+                                               self.schedulers.values())
+            self.config[name] = value if routes is None else float(value)
+        if custom:
+            self.on_hyperparameters(custom)
+
+    # ---- training --------------------------------------------------------------------------
+    def autocast(self) -> torch.autocast:
+        """The trial's precision as a context (no-op for fp32)."""
+        return torch.autocast(self._device.type, dtype=self._amp_dtype or torch.float32,
+                              enabled=self._amp_dtype is not None)
+
+    def backward_step(self, loss: torch.Tensor, optimizer: str = "optimizer") -> None:
+        """For ``manual_optimization``: zero one optimiser's grads, backward (scaled), step it."""
+        self._stepper.backward_step(loss, optimizer)
+
+    def train(self, iterations: int = 1) -> dict[str, float]:
+        """Train; returns the last iteration's mean training metrics (NaN returned, not raised)."""
+        if iterations < 1:
+            raise ValueError(f"iterations must be >= 1, got {iterations}")
+        result: dict[str, float] = {}
+        slowdown = float(self.options["slowdown"])
+        with self._rng.active():
+            for _ in range(iterations):
+                start = time.perf_counter()
+                result = self.train_epoch()
+                self.iteration += 1
+                if slowdown > 1.0:  # simulate a node `slowdown` times slower than this one
+                    time.sleep((slowdown - 1.0) * (time.perf_counter() - start))
+        return result
+
+    def train_epoch(self) -> dict[str, float]:
+        """One iteration: ``epochs_per_iteration`` epochs, or ``steps_per_iteration`` steps."""
+        cap, epochs_left = self.options["steps_per_iteration"], self.options["epochs_per_iteration"]
+        sums, steps = MetricSums(), 0
+        for module in self.models.values():
+            module.train()
+        self._stepper.start()
+        while cap is None or steps < cap:
+            idx = self._order.next(self.batch_size)
+            if idx is None:  # an epoch ended
+                epochs_left -= 1
+                if cap is None and epochs_left <= 0:
+                    break
+                continue
+            idx = idx.to(self._device)
+            batch = unpack([t.index_select(0, idx) for t in self.train_data])
+            with self.autocast():
+                out = as_metrics(self.train_step(batch), "train_step")
+            if self.manual_optimization:
+                self._stepper.manual_step_done()
+                steps += 1
+            elif self._stepper.accumulate(out.get("loss"), self.accumulation_steps, self.name):
+                steps += 1
+            sums.add(out, idx.numel())
+        self._stepper.finish()
+        return sums.means()
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Every metric of :meth:`eval_step`, averaged over the whole validation set."""
+        for module in self.models.values():
+            module.eval()
+        n = self.eval_data[0].shape[0]
+        step = int(self.options["eval_batch_size"])
+        sums = MetricSums()
+        with self._rng.active():
+            for start in range(0, n, step):
+                batch = unpack([t[start:start + step] for t in self.eval_data])
+                with self.autocast():
+                    out = as_metrics(self.eval_step(batch), "eval_step")
+                sums.add(out, min(step, n - start))
+        return sums.means()
+
+    # ---- state -----------------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        """CPU copies: model(s), optimiser(s), scheduler(s), loss scaler, both RNG streams."""
+        def pack(built: Any, named: Mapping[str, Any]) -> Any:
+            states = {k: v.state_dict() for k, v in named.items()}
+            one = not isinstance(built, Mapping)
+            return state_to_cpu(next(iter(states.values())) if one else states)
+
+        return {"model": pack(self.model, self.models),
+                "optimizer": pack(self.optimizer, self.optimizers),
+                "scheduler": pack(self.scheduler, self.schedulers) if self.schedulers else None,
+                "scaler": self.scaler.state_dict(),
+                "rng": {"order": self._order.get_state(), "torch": self._rng.get_state()},
+                "iteration": int(self.iteration), "config": dict(self.config),
+                "extra": state_to_cpu(self.extra_state())}
+
+    def set_state(self, state: Mapping[str, Any], *, include_rng: bool = True) -> None:
+        """Load a state (copied in, never aliased); ``include_rng=False`` (exploit) keeps this
+        trial's data order and noise stream. The config is applied last, so a restored
+        scheduler cannot bring back the donor's learning rate."""
+        missing = [k for k in ("model", "optimizer", "iteration", "config") if k not in state]
+        if missing:
+            raise KeyError(f"{self.name}: state is missing {missing}")
+
+        def unpack(built: Any, named: Mapping[str, Any], saved: Any) -> dict[str, Any]:
+            return dict(saved) if isinstance(built, Mapping) else {next(iter(named)): saved}
+
+        for name, saved in unpack(self.model, self.models, state["model"]).items():
+            self.models[name].load_state_dict(saved)
+        for name, saved in unpack(self.optimizer, self.optimizers, state["optimizer"]).items():
+            load_optimizer_state(self.optimizers[name], saved)  # a copy; same optimiser
+        if self.schedulers and state.get("scheduler") is not None:
+            for name, saved in unpack(self.scheduler, self.schedulers, state["scheduler"]).items():
+                self.schedulers[name].load_state_dict(copy.deepcopy(saved))
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        if include_rng:
+            rng = state["rng"]
+            self._order.set_state(rng["order"] if isinstance(rng, Mapping) else rng)
+            if isinstance(rng, Mapping) and rng.get("torch") is not None:
+                self._rng.set_state(rng["torch"])
+        self.iteration = int(state["iteration"])
+        self.load_extra_state(state.get("extra") or {})
+        self.apply_hyperparameters(state["config"])
+
+
+def _named(built: Any, default: str, kind: type, method: str) -> dict[str, Any]:
+    named = dict(built) if isinstance(built, Mapping) else {default: built}
+    bad = {k: type(v).__name__ for k, v in named.items() if not isinstance(v, kind)}
+    if bad or not named:
+        raise UserError(f"{method} must return a {kind.__name__} or a dict of them; got {bad}")
+    return named
