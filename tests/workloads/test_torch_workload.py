@@ -241,6 +241,13 @@ def test_user_mistakes_are_one_line_errors(one_thread: None) -> None:
         ScheduledAdam({}, data=data, precision="fp8")
     with pytest.raises(TypeError, match="loss as a tensor that requires grad"):
         NoGrad({}, data=data).train(1)
+
+    class WordyMetric(ScheduledAdam):
+        def eval_step(self, batch: Any) -> Any:
+            return {"loss": 0.5, "accuracy": "high"}
+
+    with pytest.raises(TypeError, match="metric 'accuracy' is a str; return a number"):
+        WordyMetric({}, data=data).evaluate()
     with pytest.raises(KeyError, match="unknown hyperparameters"):
         ScheduledAdam({}, data=data).apply_hyperparameters({"momentum": 0.9})
     with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = ["MetricSums", "Stepper", "as_metrics", "unpack"]
@@ -106,6 +107,10 @@ class MetricSums:
 
     def add(self, out: Mapping[str, Any], n: int) -> None:
         for key, value in out.items():
+            if isinstance(value, bool | str | bytes) or value is None or not isinstance(
+                    value, torch.Tensor | float | int | np.number | np.ndarray):
+                raise TypeError(f"metric {key!r} is a {type(value).__name__}; return a number, "
+                                f"a one-element tensor or one value per sample ({n})")
             value = torch.as_tensor(value).detach()
             if value.dim() > 0 and value.numel() == n:
                 total = value.double().sum()
