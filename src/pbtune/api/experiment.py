@@ -116,6 +116,7 @@ def run_experiment(cfg: Any, results_dir: str | Path, *, quiet: bool = False,
     from pbtune.engines import create_engine
     from pbtune.reporting import status_view
     from pbtune.results import ResultsWriter, create_run_dir, write_metadata
+    from pbtune.results.artifacts import ArtifactWriter
 
     started = time.perf_counter()
     engine = create_engine(cfg, [])
@@ -124,6 +125,7 @@ def run_experiment(cfg: Any, results_dir: str | Path, *, quiet: bool = False,
     write_metadata(run_dir, dump_yaml(cfg), {"experiment": cfg.name})
     engine.enable_recovery(run_dir, header=journal_header(run_dir))  # checkpoints + journal
     engine.callbacks.append(ResultsWriter(run_dir))
+    engine.callbacks.append(ArtifactWriter(run_dir, cfg.metric, cfg.mode))  # e.g. GAN samples
     if tensorboard:
         from pbtune.results.tensorboard import TensorBoardLogger
 

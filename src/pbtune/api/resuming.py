@@ -83,6 +83,7 @@ def resume_run(run_dir: Path, overrides: list[str], address: str | None, *,
     from pbtune.engines import create_engine
     from pbtune.reporting.progress import ProgressPrinter
     from pbtune.results import ResultsWriter
+    from pbtune.results.artifacts import ArtifactWriter
     from pbtune.store.journal import read_journal
     from pbtune.store.lock import lock_run
 
@@ -98,6 +99,7 @@ def resume_run(run_dir: Path, overrides: list[str], address: str | None, *,
         print(f"resuming {run_dir} from iteration {cut['iteration']} "
               f"({sum(counts.values())} results kept)")
         engine.callbacks.append(ResultsWriter(run_dir, append=True))
+        engine.callbacks.append(ArtifactWriter(run_dir, cfg.metric, cfg.mode))
         if not quiet:
             engine.callbacks.append(ProgressPrinter(cfg.population * cfg.stop.max_iterations,
                                                     cfg.metric, cfg.mode,

@@ -65,6 +65,10 @@ class Callback:
     def on_result(self, trial: Trial, row: dict[str, Any]) -> None:
         """One iteration's metrics: ``iteration``, metrics, ``config``, ``worker``, ``node``."""
 
+    def on_artifacts(self, trial: Trial, row: dict[str, Any], artifacts: dict[str, Any]) -> None:
+        """The workload's ``artifacts()`` after the iteration of ``row`` (name → image array);
+        native engine only."""
+
     def on_workers(self, workers: list[dict[str, Any]]) -> None:
         """The pool changed mid-run (nodes joined or left): every worker so far, each with
         ``index``, ``node_id``, ``ip`` and ``alive`` (False once its node left or it was lost)."""

@@ -84,7 +84,9 @@ class Driver:
                 p.journal.write(c.record, sync=c.sync)
         elif isinstance(c, Notify):
             for cb in self.callbacks:
-                getattr(cb, c.hook)(*c.args)
+                hook = getattr(cb, c.hook, None)  # a callback written before a hook existed
+                if hook is not None:
+                    hook(*c.args)
         elif isinstance(c, PERSISTED):
             if p is not None:
                 p.submit(c)

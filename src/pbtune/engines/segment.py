@@ -106,13 +106,15 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
 
     Returns:
         ``(result, best_state, snapshot)``: ``result`` has ``rows`` (one per iteration, plus the
-        columns ``extra()`` adds), ``compute_s`` (s inside train + evaluate), ``iteration``,
+        columns ``extra()`` adds), ``artifacts`` (iteration → the workload's ``artifacts()``,
+        for those that have any), ``compute_s`` (s inside train + evaluate), ``iteration``,
         ``status`` (``"ok"``/``"error"``), ``error`` and ``best_iteration``; ``best_state`` is
         the state at the latest iteration that beat ``best_so_far`` (else None); ``snapshot`` the
         state at the end (None on error). A workload that errors is dropped from ``live``: a
         diverged or broken state is never continued.
     """
     rows: list[dict[str, Any]] = []
+    artifacts: dict[int, dict[str, Any]] = {}  # iteration → the workload's artifacts()
     compute_s = 0.0  # s
     best_state, best_iteration = None, None
     fresh = trial_id not in live or state is not None  # built or loaded: check its state once
@@ -123,10 +125,13 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
             compute_s += step.elapsed_s
             if step.metric_error is None:  # the driver ranks every row it gets by the metric
                 rows.append({**step.row, **extra()})
+                if step.artifacts:
+                    artifacts[workload.iteration] = step.artifacts
             if step.error is not None:  # diverged, or no usable metric
                 live.pop(trial_id, None)
                 return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
-                         "status": "error", "error": step.error}, None, None)
+                         "status": "error", "error": step.error, "artifacts": artifacts},
+                        None, None)
             if is_better(step.value, best_so_far, mode):
                 best_so_far = step.value
                 best_state, best_iteration = workload.get_state(), workload.iteration
@@ -144,9 +149,10 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
                 return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
                          "status": "error", "error": problem}, None, None)
         return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
-                 "status": "ok", "error": None, "best_iteration": best_iteration}, best_state,
-                snapshot)
+                 "status": "ok", "error": None, "best_iteration": best_iteration,
+                 "artifacts": artifacts}, best_state, snapshot)
     except Exception as exc:  # user code failed: the trial errors, the run goes on
         live.pop(trial_id, None)
         return ({"rows": rows, "compute_s": compute_s, "iteration": None, "status": "error",
-                 "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}, None, None)
+                 "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+                 "artifacts": artifacts}, None, None)

@@ -32,7 +32,7 @@ import pandas as pd
 
 from pbtune.errors import UserError
 
-PLOTS = ("metric", "hyperparameters", "lineage", "timeline")
+PLOTS = ("metric", "losses", "hyperparameters", "lineage", "timeline")
 DPI = 90  # dots per inch: ~1 MB of PNG for the four plots of a 20-trial run at most
 
 
@@ -140,6 +140,27 @@ def plot_metric(frame: pd.DataFrame, metric: str, decisions: list[list[Any]],
     return _save(fig, path)
 
 
+def plot_losses(frame: pd.DataFrame, path: Path | None = None) -> Any:
+    """Every ``*loss*`` column per trial (a GAN's ``loss_g``/``loss_d``, training and
+    validation losses), one panel each."""
+    columns = [c for c in frame.columns if "loss" in c and not c.startswith("config/")
+               and pd.api.types.is_numeric_dtype(frame[c])]
+    fig, axes = plt.subplots(max(1, len(columns)), 1, figsize=(8, 2.4 * max(1, len(columns))),
+                             squeeze=False)
+    if frame.empty or not columns:
+        _empty(axes[0][0], "no loss columns")
+    for ax, column in zip(axes[:, 0], columns, strict=False):
+        for trial_id, rows in frame.groupby("trial_id"):
+            ax.plot(rows["iteration"], rows[column], lw=1.0, label=str(trial_id))
+        ax.set_ylabel(column)
+        ax.set_title(f"{column} per trial", fontsize=9)
+        ax.grid(alpha=0.3)
+    if columns and frame["trial_id"].nunique() <= 12:
+        axes[0][0].legend(fontsize=7, ncol=4, loc="best")
+    axes[-1][0].set_xlabel("iteration")
+    return _save(fig, path)
+
+
 def plot_hyperparameters(frame: pd.DataFrame, path: Path | None = None) -> Any:
     params = [c for c in frame.columns if c.startswith("config/")]
     fig, axes = plt.subplots(max(1, len(params)), 1, figsize=(8, 2.6 * max(1, len(params))),
@@ -217,7 +238,7 @@ def plot_timeline(timeline: pd.DataFrame, path: Path | None = None) -> Any:
 
 
 def make_plots(run_dir: str | Path) -> dict[str, Path]:
-    """Write the four plots into ``<run_dir>/plots/``; returns name → path.
+    """Write the plots (:data:`PLOTS`) into ``<run_dir>/plots/``; returns name → path.
 
     Raises:
         UserError: ``run_dir`` is not a run directory (no ``trials.csv`` nor ``config.yaml``).
@@ -235,6 +256,7 @@ def make_plots(run_dir: str | Path) -> dict[str, Path]:
                 and timeline_path.stat().st_size > 0 else pd.DataFrame(columns=["worker"]))
     return {
         "metric": plot_metric(frame, run_metric(run_dir, frame), decisions, out / "metric.png"),
+        "losses": plot_losses(frame, out / "losses.png"),
         "hyperparameters": plot_hyperparameters(frame, out / "hyperparameters.png"),
         "lineage": plot_lineage(frame, decisions, out / "lineage.png"),
         "timeline": plot_timeline(timeline, out / "timeline.png"),

@@ -129,7 +129,8 @@ def build_report(run_dir: str | Path, *, plots: bool = True) -> Path:
     header, rows = trial_table(run_dir, summary)
     marks = ["best" if row[0] == best.get("trial_id") else "" for row in rows]
     parts.append("<h2>Trials</h2>" + _table(header, rows, 2, marks))
-    titles = {"metric": "Metric per trial", "hyperparameters": "Hyperparameter schedules",
+    titles = {"metric": "Metric per trial", "losses": "Losses per trial",
+              "hyperparameters": "Hyperparameter schedules",
               "lineage": "Exploit lineage", "timeline": "Timeline (worker, node)"}
     if images:
         parts.append("<h2>Plots</h2>")
@@ -137,6 +138,7 @@ def build_report(run_dir: str | Path, *, plots: bool = True) -> Path:
         data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
         parts.append(f"<h3>{titles.get(name, name)}</h3>"
                      f'<img alt="{name}" src="data:image/png;base64,{data}">')
+    parts.extend(_artifact_section(run_dir, str(summary.get("metric", "metric"))))
     decisions = read_decisions(run_dir / "pbt_global.txt")
     parts.append(f"<h2>Exploits ({len(decisions)})</h2>")
     if decisions:
@@ -163,3 +165,23 @@ def build_report(run_dir: str | Path, *, plots: bool = True) -> Path:
     out = run_dir / "report.html"
     out.write_text(page, encoding="utf-8")
     return out
+
+
+def _artifact_section(run_dir: Path, metric: str) -> list[str]:
+    """Each trial's images at its best iteration (a GAN's samples), from ``plots/``."""
+    from pbtune.results.artifacts import read_index
+
+    index = read_index(run_dir)
+    parts = []
+    for trial_id in sorted(index):
+        for name, entry in sorted(index[trial_id].items()):
+            path = run_dir / "plots" / str(entry.get("file", ""))
+            if not path.is_file():
+                continue
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            caption = (f"{trial_id}: {name} at iteration {entry.get('iteration')}, "
+                       f"{metric} = {_fmt(entry.get('metric'))}")
+            parts.append(f'<figure><img alt="{html.escape(name)} {html.escape(trial_id)}" '
+                         f'src="data:image/png;base64,{data}"><figcaption>'
+                         f"{html.escape(caption)}</figcaption></figure>")
+    return (["<h2>Samples at each trial's best iteration</h2>", *parts]) if parts else []

@@ -14,6 +14,8 @@ from pbtune.workloads.registry import create, get, list_workloads, register, reg
 register_lazy("digits-cnn", "pbtune.workloads.digits")
 for _name in ("resnet18-cifar10", "resnet50-cifar100", "mlp-fashionmnist"):
     register_lazy(_name, "pbtune.workloads.vision_presets")
-register_lazy("pbt-toy", "pbtune.workloads.toy")  # Jaderberg et al.'s toy problem
+register_lazy("pbt-toy", "pbtune.workloads.toy")
+for _name in ("dcgan-digits", "dcgan-mnist"):  # DCGAN scored by the inception score
+    register_lazy(_name, "pbtune.workloads.gan")  # Jaderberg et al.'s toy problem
 
 __all__ = ["Workload", "create", "get", "list_workloads", "register"]

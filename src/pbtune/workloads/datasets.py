@@ -6,8 +6,8 @@ numpy arrays, decoded up front: uint8 images (CIFAR: ``(N, 3, 32, 32)``; Fashion
 ``(N, 28, 28)``) and int64 labels, never PIL images or a ``Dataset`` object. Storing uint8 (not
 float32) keeps CIFAR-10 at 150 MB instead of 600 MB; conversion happens per minibatch on the device.
 
-Files are read by torchvision's own dataset classes (``CIFAR10``, ``CIFAR100``, ``FashionMNIST``)
-from ``data_dir``, downloading when allowed. Anything missing ends in a one-line
+Files are read by torchvision's own dataset classes (``CIFAR10``, ``CIFAR100``, ``FashionMNIST``,
+``MNIST``) from ``data_dir``, downloading when allowed. Anything missing ends in a one-line
 :class:`~pbtune.errors.UserError` naming the file to place and the absolute directory.
 
 The validation split is carved from the training set with a fixed ``split_seed`` (independent of
@@ -169,41 +169,47 @@ def _cifar_loader(cls: type, title: str) -> Loader:
     return load
 
 
-def _fashion_mnist(root: Path, download: bool, verify: bool) -> tuple[np.ndarray, ...]:
-    cls = tvd.FashionMNIST
-    raw = root / cls.__name__ / "raw"
-    for filename, md5 in cls.resources:  # .gz placed by hand: extract what torchvision reads
-        gz, plain = raw / filename, raw / filename.removesuffix(".gz")
-        if gz.is_file() and not plain.is_file():
-            if verify and not check_md5(str(gz), md5):
-                raise UserError(f"{gz} fails the FashionMNIST MD5 check (corrupt or not the "
-                                "official file): replace it, or set options "
-                                "verify_checksums: false to accept it")
-            with gzip.open(gz, "rb") as src, open(plain, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-    names = [f for f, _ in cls.resources]
-    missing = [f for f in names if not (raw / f.removesuffix(".gz")).is_file()]
-    failure = ""
-    if missing and download:
-        try:
-            cls(str(root), train=True, download=True)
-        except Exception as exc:
-            failure = f" (download failed: {_reason(exc)})"
+def _idx_loader(cls: type, title: str) -> Loader:
+    """FashionMNIST / MNIST: torchvision's class reading ``<root>/<Class>/raw/*-ubyte[.gz]``."""
+
+    def load(root: Path, download: bool, verify: bool) -> tuple[np.ndarray, ...]:
+        raw = root / cls.__name__ / "raw"
+        for filename, md5 in cls.resources:  # .gz placed by hand: extract what torchvision reads
+            gz, plain = raw / filename, raw / filename.removesuffix(".gz")
+            if gz.is_file() and not plain.is_file():
+                if verify and not check_md5(str(gz), md5):
+                    raise UserError(f"{gz} fails the {title} MD5 check (corrupt or not the "
+                                    "official file): replace it, or set options "
+                                    "verify_checksums: false to accept it")
+                with gzip.open(gz, "rb") as src, open(plain, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        names = [f for f, _ in cls.resources]
         missing = [f for f in names if not (raw / f.removesuffix(".gz")).is_file()]
-    if missing:
-        raise UserError(f"FashionMNIST not found: place {missing[0]} in {raw} "
-                        f"(all of {', '.join(names)}){failure}")
-    try:
-        train, test = cls(str(root), train=True), cls(str(root), train=False)
-    except Exception as exc:
-        raise UserError(f"cannot read FashionMNIST from {raw}: {_reason(exc)}") from None
-    return (train.data.numpy(), train.targets.numpy().astype(np.int64),
-            test.data.numpy(), test.targets.numpy().astype(np.int64))
+        failure = ""
+        if missing and download:
+            try:
+                cls(str(root), train=True, download=True)
+            except Exception as exc:
+                failure = f" (download failed: {_reason(exc)})"
+            missing = [f for f in names if not (raw / f.removesuffix(".gz")).is_file()]
+        if missing:
+            raise UserError(f"{title} not found: place {missing[0]} in {raw} "
+                            f"(all of {', '.join(names)}){failure}")
+        try:
+            train, test = cls(str(root), train=True), cls(str(root), train=False)
+        except Exception as exc:
+            raise UserError(f"cannot read {title} from {raw}: {_reason(exc)}") from None
+        return (train.data.numpy(), train.targets.numpy().astype(np.int64),
+                test.data.numpy(), test.targets.numpy().astype(np.int64))
+
+    return load
 
 
 register(DatasetSpec("cifar10", "CIFAR-10", _cifar_loader(tvd.CIFAR10, "CIFAR-10"), (3, 32, 32),
                      10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)))
 register(DatasetSpec("cifar100", "CIFAR-100", _cifar_loader(tvd.CIFAR100, "CIFAR-100"),
                      (3, 32, 32), 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)))
-register(DatasetSpec("fashion_mnist", "FashionMNIST", _fashion_mnist, (1, 28, 28), 10,
-                     (0.2860,), (0.3530,)))
+register(DatasetSpec("fashion_mnist", "FashionMNIST", _idx_loader(tvd.FashionMNIST, "FashionMNIST"),
+                     (1, 28, 28), 10, (0.2860,), (0.3530,)))
+register(DatasetSpec("mnist", "MNIST", _idx_loader(tvd.MNIST, "MNIST"), (1, 28, 28), 10,
+                     (0.1307,), (0.3081,)))

@@ -41,6 +41,8 @@ class IterationResult:
         metric_error: the subset of :attr:`error` that leaves no metric to rank by (missing or
             not a number). Engines that tolerate non-finite values (Tune, replay) still stop on
             this one, as they did when ``float()`` raised.
+        artifacts: what the workload's optional ``artifacts()`` returned after evaluating
+            (name → image array, e.g. a GAN's sample grid), else ``None``; never in the row.
     """
 
     metrics: dict[str, Any]
@@ -49,6 +51,7 @@ class IterationResult:
     elapsed_s: float
     error: str | None = None
     metric_error: str | None = None
+    artifacts: dict[str, Any] | None = None
 
 
 def _short_repr(value: Any) -> str:
@@ -116,6 +119,8 @@ def run_iteration(workload: Any, metric: str) -> IterationResult:
     start = time.perf_counter()
     train_metrics = workload.train(1)
     eval_metrics = workload.evaluate()
+    hook = getattr(workload, "artifacts", None)  # optional: images of this iteration's model
+    artifacts = dict(hook()) if callable(hook) else None
     elapsed = time.perf_counter() - start
     metrics = {f"train_{k}" if not k.startswith("train_") else k: v
                for k, v in train_metrics.items()}
@@ -124,4 +129,4 @@ def run_iteration(workload: Any, metric: str) -> IterationResult:
     row.update(iteration=workload.iteration, time_this_iter_s=elapsed, timestamp=time.time())
     value, error, metric_error = check_row(row, eval_metrics, metric, workload.iteration)
     return IterationResult(metrics=metrics, row=row, value=value, elapsed_s=elapsed, error=error,
-                           metric_error=metric_error)
+                           metric_error=metric_error, artifacts=artifacts or None)

@@ -96,11 +96,13 @@ def _idx(array: np.ndarray) -> bytes:
 
 
 def write_fashion_mnist(
-    root: str | Path, n_train: int = 60, n_test: int = 20, seed: int = 0, *, compressed: bool = True
+    root: str | Path, n_train: int = 60, n_test: int = 20, seed: int = 0, *,
+    compressed: bool = True, folder_name: str = "FashionMNIST",
 ) -> Path:
-    """Write ``FashionMNIST/raw/`` IDX files, gzip'd as downloaded (``compressed``) or extracted."""
+    """Write ``FashionMNIST/raw/`` IDX files, gzip'd as downloaded (``compressed``) or extracted
+    (``folder_name="MNIST"``: the same format and names in MNIST's folder)."""
     rng = np.random.default_rng(seed)
-    folder = Path(root) / "FashionMNIST" / "raw"
+    folder = Path(root) / folder_name / "raw"
     folder.mkdir(parents=True, exist_ok=True)
     labels = rng.integers(0, 10, size=n_train + n_test).astype(np.uint8)
     images = _images(rng, n_train + n_test, (28, 28), labels, 10)
@@ -117,10 +119,17 @@ def write_fashion_mnist(
     return folder
 
 
+def write_mnist(root: str | Path, n_train: int = 60, n_test: int = 20, seed: int = 0, *,
+                compressed: bool = True) -> Path:
+    """Write ``MNIST/raw/`` IDX files (the format and file names FashionMNIST uses)."""
+    return write_fashion_mnist(root, n_train, n_test, seed, compressed=compressed,
+                               folder_name="MNIST")
+
+
 def write_synthetic(name: str, root: str | Path, n_train: int, n_test: int, seed: int = 0) -> Path:
-    """Write dataset ``name`` (``cifar10``, ``cifar100``, ``fashion_mnist``) under ``root``."""
+    """Write dataset ``name`` (``cifar10``, ``cifar100``, ``fashion_mnist``, ``mnist``)."""
     writers = {"cifar10": write_cifar10, "cifar100": write_cifar100,
-               "fashion_mnist": write_fashion_mnist}
+               "fashion_mnist": write_fashion_mnist, "mnist": write_mnist}
     if name not in writers:
         raise ValueError(f"no synthetic writer for {name!r}; valid: {sorted(writers)}")
     return writers[name](root, n_train, n_test, seed)

@@ -33,6 +33,9 @@ def report_rows(t: TrialState, ev: SegmentFinished, where: dict[str, str],
             t.recorded, t.record.last_result = row["iteration"], row
             t.record.results += 1
             out.append(Notify("on_result", (t.record, row)))
+            artifacts = (ev.result.get("artifacts") or {}).get(row["iteration"])
+            if artifacts:  # images of this iteration's model (a GAN's samples)
+                out.append(Notify("on_artifacts", (t.record, row, artifacts)))
         hit = hit or reached(value, s.threshold, s.mode)
     t.record.compute_s += ev.result["compute_s"]
     return out, hit
