@@ -134,3 +134,15 @@ def test_mistakes_are_one_line_errors(tmp_path: Path) -> None:
         cls.resolve_options({"eval_samples": 10, "eval_splits": 10})
     with pytest.raises(UserError, match="option ngf must be an integer >= 1"):
         cls.resolve_options({"ngf": 0})
+
+
+@pytest.mark.parametrize("preset", ["dcgan-digits", "dcgan-mnist"])
+def test_presets_load_and_mnist_has_the_guides_settings(preset: str) -> None:
+    import pbtune
+    from tests.conftest import REPO
+
+    cfg = pbtune.experiment_config(str(Path(REPO) / "configs" / f"{preset}.yaml"))
+    assert cfg.workload == preset and cfg.metric == "inception_score" and cfg.mode == "max"
+    assert set(cfg.pbt.hyperparam_mutations) == {"lr_g", "lr_d"}
+    if preset == "dcgan-mnist":  # the guide: 8 trials, perturbation every 5 iterations
+        assert (cfg.population, cfg.pbt.perturbation_interval) == (8, 5)
