@@ -15,6 +15,7 @@ register_lazy("digits-cnn", "pbtune.workloads.digits")
 for _name in ("resnet18-cifar10", "resnet50-cifar100", "mlp-fashionmnist"):
     register_lazy(_name, "pbtune.workloads.vision_presets")
 register_lazy("pbt-toy", "pbtune.workloads.toy")
+register_lazy("hf-qa", "pbtune.workloads.hf_qa")  # transformers extractive QA (SQuAD)
 for _name in ("dcgan-digits", "dcgan-mnist"):  # DCGAN scored by the inception score
     register_lazy(_name, "pbtune.workloads.gan")  # Jaderberg et al.'s toy problem
 

@@ -54,13 +54,17 @@ class Stepper:
         return True
 
     def step(self) -> None:
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         for opt in self.optimizers.values():
             self.scaler.step(opt)
         self.scaler.update()
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)  # also frees the grads between iterations
         self.pending = 0
-        self.tick("step")
+        # fp16: a step with inf/NaN gradients is skipped and the scale lowered; the schedule
+        # must not advance for a step that did not happen (as Hugging Face's Trainer does).
+        if scale is None or self.scaler.get_scale() >= scale:
+            self.tick("step")
 
     def backward_step(self, loss: torch.Tensor, optimizer: str) -> None:
         """Manual optimisation: zero one optimiser's grads, backward (scaled), step it."""
