@@ -100,3 +100,17 @@ def test_missing_files_are_named(toy, tmp_path: Path) -> None:
         get("hf-qa").load_data({**options, "data_dir": str(tmp_path)})
     with pytest.raises(UserError, match="cannot load the tokenizer of"):
         get("hf-qa").load_data({**options, "model": str(tmp_path / "no-model")})
+
+
+@pytest.mark.parametrize("preset", ["bloom-squad", "bloom-squad-cpu"])
+def test_presets_load_with_the_originals_search(preset: str) -> None:
+    import pbtune
+    from tests.conftest import REPO
+
+    cfg = pbtune.experiment_config(str(Path(REPO) / "configs" / f"{preset}.yaml"))
+    assert (cfg.workload, cfg.metric, cfg.mode) == ("hf-qa", "eval_loss", "min")
+    assert set(cfg.pbt.hyperparam_mutations) == {"lr", "per_device_bs", "weight_decay"}
+    assert cfg.pbt.perturbation_interval == 1
+    if preset == "bloom-squad":
+        assert (cfg.options["train_samples"], cfg.options["eval_samples"]) == (1000, 100)
+        assert cfg.resources.precision.gpu == "fp16"
