@@ -16,7 +16,34 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["MetricSums", "Stepper", "as_metrics", "unpack"]
+from pbtune.errors import UserError
+
+__all__ = ["TORCH_OPTIONS", "MetricSums", "Stepper", "as_metrics", "check_options", "unpack"]
+
+#: Options every TorchWorkload has (merged under a subclass's own ``default_options``).
+TORCH_OPTIONS: dict[str, Any] = {
+    "epochs_per_iteration": 1,  # an iteration is this many epochs ...
+    "steps_per_iteration": None,  # ... or exactly this many optimiser steps, across epochs
+    "accumulation_steps": 1,  # micro-batches per optimiser step (gradient accumulation)
+    "batch_size": 64,  # when batch_size is not a tunable hyperparameter
+    "eval_batch_size": 1024,  # samples per evaluation forward pass
+    "drop_last": False,  # skip an epoch's last partial batch (BatchNorm cannot train on one)
+    "threads": None,  # torch intra-op threads; None leaves torch's setting alone
+    "slowdown": 1.0,  # ≥ 1: sleep (slowdown - 1) × compute time per iteration (benchmarks)
+}
+_POSITIVE = ("epochs_per_iteration", "accumulation_steps", "batch_size", "eval_batch_size")
+
+
+def check_options(name: str, opts: dict[str, Any]) -> None:
+    """A one-line UserError for a bad value of one of :data:`TORCH_OPTIONS`."""
+    for key in (*_POSITIVE, "steps_per_iteration", "threads"):
+        value = opts[key]
+        if (value is not None or key in _POSITIVE) and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise UserError(f"{name}: option {key} must be an integer >= 1"
+                            f"{'' if key in _POSITIVE else ' or null'}, got {value!r}")
+    if float(opts["slowdown"]) < 1.0:
+        raise UserError(f"{name}: slowdown must be >= 1.0, got {opts['slowdown']}")
 
 
 class Stepper:

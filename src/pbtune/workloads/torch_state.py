@@ -22,9 +22,15 @@ from typing import Any
 
 import torch
 
-from pbtune.workloads._torch_utils import generator_state, restore_generator, seeded_generator
+from pbtune.errors import UserError
+from pbtune.workloads._torch_utils import (
+    generator_state,
+    restore_generator,
+    seeded_generator,
+    state_to_cpu,
+)
 
-__all__ = ["BatchOrder", "OwnedGlobalRng"]
+__all__ = ["BatchOrder", "OwnedGlobalRng", "named_objects", "pack_states", "unpack_states"]
 
 _GLOBAL_SEED_OFFSET = 1_000_003  # the global stream must differ from the data-order stream
 
@@ -121,3 +127,24 @@ class OwnedGlobalRng:
         self.cpu_state = state["cpu"].detach().to("cpu", dtype=torch.uint8, copy=True)
         if self.cuda and state.get("cuda") is not None:
             self.cuda_state = state["cuda"].detach().to("cpu", dtype=torch.uint8, copy=True)
+
+
+def named_objects(built: Any, default: str, kind: type, method: str) -> dict[str, Any]:
+    """What ``build_model``/``build_optimizer``/``build_scheduler`` returned, by name (a single
+    object is named ``default``); anything not a ``kind`` is a one-line UserError."""
+    named = dict(built) if isinstance(built, Mapping) else {default: built}
+    bad = {k: type(v).__name__ for k, v in named.items() if not isinstance(v, kind)}
+    if bad or not named:
+        raise UserError(f"{method} must return a {kind.__name__} or a dict of them; got {bad}")
+    return named
+
+
+def pack_states(built: Any, named: Mapping[str, Any]) -> Any:
+    """CPU copies of the objects' ``state_dict()``: one, or a dict when a dict was built."""
+    states = {k: v.state_dict() for k, v in named.items()}
+    return state_to_cpu(states if isinstance(built, Mapping) else next(iter(states.values())))
+
+
+def unpack_states(built: Any, named: Mapping[str, Any], saved: Any) -> dict[str, Any]:
+    """:func:`pack_states`'s output by name again."""
+    return dict(saved) if isinstance(built, Mapping) else {next(iter(named)): saved}

@@ -35,23 +35,24 @@ from pbtune.workloads._torch_utils import (
 from pbtune.workloads.base import Workload
 from pbtune.workloads.precision import autocast_dtype
 from pbtune.workloads.shared_data import shared_tensor
-from pbtune.workloads.torch_loop import MetricSums, Stepper, as_metrics, unpack
-from pbtune.workloads.torch_state import BatchOrder, OwnedGlobalRng
+from pbtune.workloads.torch_loop import (
+    TORCH_OPTIONS,
+    MetricSums,
+    Stepper,
+    as_metrics,
+    check_options,
+    unpack,
+)
+from pbtune.workloads.torch_state import (
+    BatchOrder,
+    OwnedGlobalRng,
+    named_objects,
+    pack_states,
+    unpack_states,
+)
 
 __all__ = ["TorchWorkload"]
 
-#: Options every TorchWorkload has (merged under a subclass's own ``default_options``).
-TORCH_OPTIONS: dict[str, Any] = {
-    "epochs_per_iteration": 1,  # an iteration is this many epochs ...
-    "steps_per_iteration": None,  # ... or exactly this many optimiser steps, across epochs
-    "accumulation_steps": 1,  # micro-batches per optimiser step (gradient accumulation)
-    "batch_size": 64,  # when batch_size is not a tunable hyperparameter
-    "eval_batch_size": 1024,  # samples per evaluation forward pass
-    "drop_last": False,  # skip an epoch's last partial batch (BatchNorm cannot train on one)
-    "threads": None,  # torch intra-op threads; None leaves torch's setting alone
-    "slowdown": 1.0,  # ≥ 1: sleep (slowdown - 1) × compute time per iteration (benchmarks)
-}
-_POSITIVE = ("epochs_per_iteration", "accumulation_steps", "batch_size", "eval_batch_size")
 
 
 class TorchWorkload(Workload):
@@ -114,14 +115,7 @@ class TorchWorkload(Workload):
     def resolve_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:
         """Merge over the defaults; a typo or bad value is a one-line UserError."""
         opts = cls.merge_options(options)
-        for key in (*_POSITIVE, "steps_per_iteration", "threads"):
-            value = opts[key]
-            if (value is not None or key in _POSITIVE) and (
-                    isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise UserError(f"{cls.name}: option {key} must be an integer >= 1"
-                                f"{'' if key in _POSITIVE else ' or null'}, got {value!r}")
-        if float(opts["slowdown"]) < 1.0:
-            raise UserError(f"{cls.name}: slowdown must be >= 1.0, got {opts['slowdown']}")
+        check_options(cls.name, opts)
         return opts
 
     def __init__(self, config: Mapping[str, Any], *, data: Any = None,
@@ -143,14 +137,14 @@ class TorchWorkload(Workload):
         self.eval_data = self._wrap(data, self.eval_arrays)
         with seeded_init(seed):
             self.model = self.build_model(self.options)
-        self.models = _named(self.model, "model", nn.Module, "build_model")
+        self.models = named_objects(self.model, "model", nn.Module, "build_model")
         for module in self.models.values():
             module.to(self._device)
         self.optimizer = self.build_optimizer(self.model, self.config)
-        self.optimizers = _named(self.optimizer, "optimizer", torch.optim.Optimizer,
+        self.optimizers = named_objects(self.optimizer, "optimizer", torch.optim.Optimizer,
                                  "build_optimizer")
         self.scheduler = self.build_scheduler(self.optimizer, self.options)
-        self.schedulers = {} if self.scheduler is None else _named(
+        self.schedulers = {} if self.scheduler is None else named_objects(
             self.scheduler, "scheduler", object, "build_scheduler")
         self.scaler = torch.amp.GradScaler(self._device.type, enabled=precision == "fp16")
         self._stepper = Stepper(self.optimizers, self.schedulers.values(), self.scaler,
@@ -176,7 +170,6 @@ class TorchWorkload(Workload):
                             f"got {[tuple(t.shape) for t in out]}")
         return out
 
-    # ---- hyperparameters -------------------------------------------------------------------
     def apply_hyperparameters(self, config: Mapping[str, Any]) -> None:
         """In place: the same optimiser objects and buffers; batch size from the next batch."""
         self.check_hyperparameters(config)
@@ -269,14 +262,10 @@ class TorchWorkload(Workload):
     # ---- state -----------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         """CPU copies: model(s), optimiser(s), scheduler(s), loss scaler, both RNG streams."""
-        def pack(built: Any, named: Mapping[str, Any]) -> Any:
-            states = {k: v.state_dict() for k, v in named.items()}
-            one = not isinstance(built, Mapping)
-            return state_to_cpu(next(iter(states.values())) if one else states)
-
-        return {"model": pack(self.model, self.models),
-                "optimizer": pack(self.optimizer, self.optimizers),
-                "scheduler": pack(self.scheduler, self.schedulers) if self.schedulers else None,
+        return {"model": pack_states(self.model, self.models),
+                "optimizer": pack_states(self.optimizer, self.optimizers),
+                "scheduler": (pack_states(self.scheduler, self.schedulers) if self.schedulers
+                              else None),
                 "scaler": self.scaler.state_dict(),
                 "rng": {"order": self._order.get_state(), "torch": self._rng.get_state()},
                 "iteration": int(self.iteration), "config": dict(self.config),
@@ -289,16 +278,14 @@ class TorchWorkload(Workload):
         missing = [k for k in ("model", "optimizer", "iteration", "config") if k not in state]
         if missing:
             raise KeyError(f"{self.name}: state is missing {missing}")
-
-        def unpack(built: Any, named: Mapping[str, Any], saved: Any) -> dict[str, Any]:
-            return dict(saved) if isinstance(built, Mapping) else {next(iter(named)): saved}
-
-        for name, saved in unpack(self.model, self.models, state["model"]).items():
+        for name, saved in unpack_states(self.model, self.models, state["model"]).items():
             self.models[name].load_state_dict(saved)
-        for name, saved in unpack(self.optimizer, self.optimizers, state["optimizer"]).items():
+        saved_opts = unpack_states(self.optimizer, self.optimizers, state["optimizer"])
+        for name, saved in saved_opts.items():
             load_optimizer_state(self.optimizers[name], saved)  # a copy; same optimiser
         if self.schedulers and state.get("scheduler") is not None:
-            for name, saved in unpack(self.scheduler, self.schedulers, state["scheduler"]).items():
+            saved_scheds = unpack_states(self.scheduler, self.schedulers, state["scheduler"])
+            for name, saved in saved_scheds.items():
                 self.schedulers[name].load_state_dict(copy.deepcopy(saved))
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
@@ -311,10 +298,3 @@ class TorchWorkload(Workload):
         self.load_extra_state(state.get("extra") or {})
         self.apply_hyperparameters(state["config"])
 
-
-def _named(built: Any, default: str, kind: type, method: str) -> dict[str, Any]:
-    named = dict(built) if isinstance(built, Mapping) else {default: built}
-    bad = {k: type(v).__name__ for k, v in named.items() if not isinstance(v, kind)}
-    if bad or not named:
-        raise UserError(f"{method} must return a {kind.__name__} or a dict of them; got {bad}")
-    return named
