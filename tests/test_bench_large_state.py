@@ -1,0 +1,27 @@
+"""``bench/large_state.py`` at a tiny state: the baseline script for issue 19 runs end to end
+(its workload, the peak polling, the table), so it is ready for the side-by-side comparison."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.ray
+def test_large_state_bench_runs_and_prints_its_row(tmp_path):
+    env = {**os.environ, "RAY_ADDRESS": ""}
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "large_state.py"),
+                           "--state-mb", "8", "--compute-s", "0.05", "--iterations", "2",
+                           "--results", str(tmp_path)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("today"))
+    fields = row.split()
+    assert float(fields[1]) >= 0 and float(fields[3]) > 0  # object store G, driver RSS M
+    assert list(tmp_path.glob("*/*/trials.csv"))
