@@ -12,7 +12,9 @@ climbs by ``lr`` per iteration; each iteration sleeps ``--compute-s`` s (the "tr
 touches the blob, so every state differs. 4 trials on 2 workers, perturbation every 2 iterations
 (one exploit per boundary at quantile 0.25), checkpoints only at the end.
 
-Printed: peak object-store (plasma) bytes, peak driver RSS, the run's wall and compute, overhead
+Printed: peak object-store (plasma) bytes, peak driver RSS and USS (RSS counts the shared
+object-store pages the driver maps when it reads a state zero-copy; USS is its own memory only),
+the run's wall and compute, overhead
 as a share of slot time (1 - efficiency) and overhead seconds per segment and per exploit.
 
     .venv/bin/python bench/large_state.py --state-mb 1536
@@ -93,14 +95,18 @@ class Peaks:
         import psutil
 
         self.process, self.interval = psutil.Process(), interval
-        self.plasma = self.rss = 0
+        self.plasma = self.rss = self.uss = 0  # uss: the driver's own pages, no shared memory
         self._base = shutil.disk_usage("/dev/shm").used
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
 
     def _poll(self) -> None:
+        polls = 0
         while not self._stop.is_set():
             self.rss = max(self.rss, self.process.memory_info().rss)
+            if polls % 4 == 0:  # USS reads /proc/<pid>/smaps: costly, so once a second
+                self.uss = max(self.uss, self.process.memory_full_info().uss)
+            polls += 1
             self.plasma = max(self.plasma, shutil.disk_usage("/dev/shm").used - self._base)
             self._stop.wait(self.interval)
 
@@ -143,10 +149,12 @@ def main() -> None:
     segments = 4 * args.iterations // 2
     print(f"\nstate {args.state_mb} MB, 4 trials on 2 workers, {args.iterations} iterations of "
           f"{args.compute_s} s, perturbation every 2")
-    print(f"{'path':<8} {'plasma peak':>12} {'driver RSS':>11} {'wall s':>7} {'compute s':>10} "
+    print(f"{'path':<8} {'plasma peak':>12} {'driver RSS':>11} {'driver USS':>11} {'wall s':>7} "
+          f"{'compute s':>10} "
           f"{'overhead':>9} {'s/segment':>10} {'exploits':>9} {'s/exploit':>10}")
     print(f"{'today':<8} {peaks.plasma / 2**30:>10.2f} G {peaks.rss / 2**20:>9.0f} M "
-          f"{s['wall_s']:>7.1f} {s['compute_s']:>10.1f} {overhead / slot_s:>9.2%} "
+          f"{peaks.uss / 2**20:>9.0f} M {s['wall_s']:>7.1f} {s['compute_s']:>10.1f} "
+          f"{overhead / slot_s:>9.2%} "
           f"{overhead / segments:>10.2f} {s['exploits']:>9} "
           f"{overhead / max(1, s['exploits']):>10.2f}")
 

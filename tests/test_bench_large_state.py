@@ -24,4 +24,5 @@ def test_large_state_bench_runs_and_prints_its_row(tmp_path):
     row = next(line for line in proc.stdout.splitlines() if line.startswith("today"))
     fields = row.split()
     assert float(fields[1]) >= 0 and float(fields[3]) > 0  # object store G, driver RSS M
+    assert 0 < float(fields[5]) <= float(fields[3])  # driver USS M: within its RSS
     assert list(tmp_path.glob("*/*/trials.csv"))
