@@ -140,12 +140,14 @@ def _plain_values(path: Path, columns: list[str], row: Any) -> list[Any]:
     """
     import pandas as pd
 
-    raw = pd.read_csv(path, usecols=columns, dtype=str, on_bad_lines="skip") if columns else None
+    raw = None  # the columns' text, read only if an integral float needs it (rare)
     out = []
     for column in columns:
         value = row[column]
         value = value.item() if hasattr(value, "item") else value
-        if isinstance(value, float) and value.is_integer() and raw is not None:
+        if isinstance(value, float) and value.is_integer():
+            if raw is None:
+                raw = pd.read_csv(path, usecols=columns, dtype=str, on_bad_lines="skip")
             text = raw[column].dropna()
             if len(text) and text.str.fullmatch(r"-?\d+").all():
                 value = int(value)

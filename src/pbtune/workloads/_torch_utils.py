@@ -34,6 +34,7 @@ __all__ = [
     "set_determinism",
     "set_param_groups",
     "state_to_cpu",
+    "write_group_value",
 ]
 
 
@@ -87,10 +88,16 @@ def set_param_groups(optimizer: torch.optim.Optimizer, **values: float) -> None:
                 raise KeyError(
                     f"{type(optimizer).__name__} param groups have no {key!r}; valid: {valid}"
                 )
-            if isinstance(group[key], torch.Tensor):
-                group[key].fill_(value)
-            else:
-                group[key] = value
+            write_group_value(group, key, value)
+
+
+def write_group_value(group: dict[str, Any], key: str, value: float) -> None:
+    """``group[key] = value``, in place: tensor-valued entries (``capturable``/``fused``
+    optimisers) are filled, so the optimiser keeps the tensor it holds."""
+    if isinstance(group[key], torch.Tensor):
+        group[key].fill_(value)
+    else:
+        group[key] = value
 
 
 def state_to_cpu(obj: Any) -> Any:

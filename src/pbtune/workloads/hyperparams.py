@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from pbtune.workloads._torch_utils import write_group_value
+
 __all__ = ["OPTIMIZER_KEYS", "set_hyperparameter", "targets"]
 
 #: Hyperparameter names routed to the optimisers' param groups unless mapped otherwise.
@@ -66,7 +68,7 @@ def set_hyperparameter(optimizer: torch.optim.Optimizer, key: str, value: float,
         if key == "lr" and schedulers:
             _set_scheduled_lr(group, index, value, schedulers)
         else:
-            _write(group, key, value)
+            write_group_value(group, key, value)
 
 
 def _set_scheduled_lr(group: dict[str, Any], index: int, value: float,
@@ -80,14 +82,7 @@ def _set_scheduled_lr(group: dict[str, Any], index: int, value: float,
         last = getattr(scheduler, "_last_lr", None)
         if last is not None and index < len(last):
             last[index] = value * position
-    _write(group, "lr", value * position)
-
-
-def _write(group: dict[str, Any], key: str, value: float) -> None:
-    if isinstance(group[key], torch.Tensor):  # capturable / fused optimisers
-        group[key].fill_(value)
-    else:
-        group[key] = value
+    write_group_value(group, "lr", value * position)
 
 
 def _check_has(optimizer: torch.optim.Optimizer, group: Mapping[str, Any], key: str,
