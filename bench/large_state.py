@@ -124,26 +124,33 @@ def main() -> None:
     parser.add_argument("--state-mb", type=int, default=1536)
     parser.add_argument("--compute-s", type=float, default=1.0)
     parser.add_argument("--iterations", type=int, default=6)
-    parser.add_argument("--results", default="/tmp/pbtune-large-state")
+    parser.add_argument("--results", default=None,
+                        help="keep the run here (default: a temporary folder, deleted after: "
+                             "its checkpoints are 4 states of --state-mb each, or more)")
     args = parser.parse_args()
+    import tempfile
+
     import ray
 
     import pbtune
 
+    results = args.results or tempfile.mkdtemp(prefix="pbtune-large-state-")
     peaks = Peaks()  # before Ray starts: its arena is part of what is measured
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         with peaks:
-            result = pbtune.run(workload=f"{HERE}:LargeState", results_dir=args.results,
+            result = pbtune.run(workload=f"{HERE}:LargeState", results_dir=results,
                                 progress=False, plots=False, overrides={
                 "population": 4, "resources.slots": 2, "resources.reserve_cpus": 0,
                 "stop.max_iterations": args.iterations, "stop.metric_threshold": None,
                 "pbt.perturbation_interval": 2, "pbt.quantile_fraction": 0.25,
                 "checkpoint_interval": args.iterations,
                 "options": {"state_mb": args.state_mb, "compute_s": args.compute_s}})
+        s = result.summary
     finally:
         ray.shutdown()
-    s = result.summary
+        if args.results is None:
+            shutil.rmtree(results, ignore_errors=True)
     slot_s = s["slots"] * s["wall_s"]
     overhead = slot_s - s["compute_s"]
     segments = 4 * args.iterations // 2

@@ -26,3 +26,17 @@ def test_large_state_bench_runs_and_prints_its_row(tmp_path):
     assert float(fields[1]) >= 0 and float(fields[3]) > 0  # object store G, driver RSS M
     assert 0 < float(fields[5]) <= float(fields[3])  # driver USS M: within its RSS
     assert list(tmp_path.glob("*/*/trials.csv"))
+
+
+@pytest.mark.ray
+def test_large_state_bench_deletes_its_checkpoints_unless_asked_to_keep_them(tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    # TMPDIR for the bench's folder only: Ray's socket paths must stay short
+    env = {**os.environ, "RAY_ADDRESS": "", "TMPDIR": str(scratch), "RAY_TMPDIR": "/tmp"}
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / "large_state.py"),
+                           "--state-mb", "8", "--compute-s", "0.05", "--iterations", "2"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert any(line.startswith("today") for line in proc.stdout.splitlines())
+    assert not list(scratch.glob("pbtune-large-state-*"))  # GBs of states at real sizes
