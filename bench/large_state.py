@@ -12,12 +12,15 @@ climbs by ``lr`` per iteration; each iteration sleeps ``--compute-s`` s (the "tr
 touches the blob, so every state differs. 4 trials on 2 workers, perturbation every 2 iterations
 (one exploit per boundary at quantile 0.25), checkpoints only at the end.
 
-Printed: peak object-store (plasma) bytes, peak driver RSS and USS (RSS counts the shared
-object-store pages the driver maps when it reads a state zero-copy; USS is its own memory only),
-the run's wall and compute, overhead
-as a share of slot time (1 - efficiency) and overhead seconds per segment and per exploit.
+Printed, for today's path (``resources.state_on_worker: never``) and the new one (``always``)
+side by side at ``--store-mb``, then the new one alone at ``--state-mb`` (today's would not fit
+in this machine's memory there): peak object-store (plasma) bytes and the issue's bound on it,
+(exploits in flight + 1) x state; peak driver RSS and USS (RSS counts the shared object-store
+pages the driver maps when it reads a state zero-copy; USS is its own memory only); the run's
+wall and compute; overhead as a share of slot time (1 - efficiency) and overhead seconds per
+segment and per exploit.
 
-    .venv/bin/python bench/large_state.py --state-mb 1536
+    .venv/bin/python bench/large_state.py                  # 512 MB both paths, then 1536 MB
 """
 
 from __future__ import annotations
@@ -119,15 +122,9 @@ class Peaks:
         self._thread.join()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--state-mb", type=int, default=1536)
-    parser.add_argument("--compute-s", type=float, default=1.0)
-    parser.add_argument("--iterations", type=int, default=6)
-    parser.add_argument("--results", default=None,
-                        help="keep the run here (default: a temporary folder, deleted after: "
-                             "its checkpoints are 4 states of --state-mb each, or more)")
-    args = parser.parse_args()
+def measure(mode: str, state_mb: int, args: Any) -> dict[str, Any]:
+    """One run with ``resources.state_on_worker: mode``; its peaks and summary numbers."""
+    import json
     import tempfile
 
     import ray
@@ -142,28 +139,60 @@ def main() -> None:
             result = pbtune.run(workload=f"{HERE}:LargeState", results_dir=results,
                                 progress=False, plots=False, overrides={
                 "population": 4, "resources.slots": 2, "resources.reserve_cpus": 0,
+                "resources.state_on_worker": mode,
                 "stop.max_iterations": args.iterations, "stop.metric_threshold": None,
                 "pbt.perturbation_interval": 2, "pbt.quantile_fraction": 0.25,
-                "checkpoint_interval": args.iterations,
-                "options": {"state_mb": args.state_mb, "compute_s": args.compute_s}})
+                "checkpoint_interval": args.checkpoint_interval or args.iterations,
+                "options": {"state_mb": state_mb, "compute_s": args.compute_s}})
         s = result.summary
+        rows = [json.loads(x) for x in (result.run_dir / "pbt_global.txt").read_text()
+                .splitlines()]
     finally:
         ray.shutdown()
         if args.results is None:
             shutil.rmtree(results, ignore_errors=True)
+    per_boundary: dict[int, int] = {}
+    for row in rows:
+        per_boundary[row[2]] = per_boundary.get(row[2], 0) + 1
     slot_s = s["slots"] * s["wall_s"]
-    overhead = slot_s - s["compute_s"]
+    return {"mode": mode, "state_mb": state_mb, "plasma": peaks.plasma, "rss": peaks.rss,
+            "uss": peaks.uss, "wall_s": s["wall_s"], "compute_s": s["compute_s"],
+            "overhead": (slot_s - s["compute_s"]) / slot_s, "overhead_s": slot_s - s["compute_s"],
+            "exploits": s["exploits"], "in_flight": max(per_boundary.values(), default=0)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-mb", type=int, default=1536,
+                        help="the new path's state size (MB)")
+    parser.add_argument("--store-mb", type=int, default=512,
+                        help="the state size both paths run at, side by side (today's path "
+                             "needs about 13x this in memory: 1536 does not fit in 24 GiB)")
+    parser.add_argument("--compute-s", type=float, default=1.0)
+    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--checkpoint-interval", type=int, default=None,
+                        help="iterations between checkpoints (default: only at the end)")
+    parser.add_argument("--results", default=None,
+                        help="keep the runs here (default: a temporary folder, deleted after: "
+                             "its checkpoints are 4 states of --state-mb each, or more)")
+    args = parser.parse_args()
+    runs = [measure("never", args.store_mb, args), measure("always", args.store_mb, args)]
+    if args.state_mb != args.store_mb:
+        runs.append(measure("always", args.state_mb, args))
     segments = 4 * args.iterations // 2
-    print(f"\nstate {args.state_mb} MB, 4 trials on 2 workers, {args.iterations} iterations of "
-          f"{args.compute_s} s, perturbation every 2")
-    print(f"{'path':<8} {'plasma peak':>12} {'driver RSS':>11} {'driver USS':>11} {'wall s':>7} "
-          f"{'compute s':>10} "
-          f"{'overhead':>9} {'s/segment':>10} {'exploits':>9} {'s/exploit':>10}")
-    print(f"{'today':<8} {peaks.plasma / 2**30:>10.2f} G {peaks.rss / 2**20:>9.0f} M "
-          f"{peaks.uss / 2**20:>9.0f} M {s['wall_s']:>7.1f} {s['compute_s']:>10.1f} "
-          f"{overhead / slot_s:>9.2%} "
-          f"{overhead / segments:>10.2f} {s['exploits']:>9} "
-          f"{overhead / max(1, s['exploits']):>10.2f}")
+    print(f"\n4 trials on 2 workers, {args.iterations} iterations of {args.compute_s} s, "
+          f"perturbation every 2; never = today's path (a snapshot in the object store after "
+          f"every segment), always = states stay on their workers")
+    print(f"{'path':<7} {'state':>7} {'plasma peak':>12} {'bound':>8} {'driver RSS':>11} "
+          f"{'driver USS':>11} {'wall s':>7} {'compute s':>10} {'overhead':>9} "
+          f"{'s/segment':>10} {'exploits':>9} {'s/exploit':>10}")
+    for r in runs:
+        bound = (r["in_flight"] + 1) * r["state_mb"] / 1024  # GB: (exploits in flight + 1) x state
+        print(f"{r['mode']:<7} {r['state_mb']:>5} M {r['plasma'] / 2**30:>10.2f} G "
+              f"{bound:>6.2f} G {r['rss'] / 2**20:>9.0f} M {r['uss'] / 2**20:>9.0f} M "
+              f"{r['wall_s']:>7.1f} {r['compute_s']:>10.1f} {r['overhead']:>9.2%} "
+              f"{r['overhead_s'] / segments:>10.2f} {r['exploits']:>9} "
+              f"{r['overhead_s'] / max(1, r['exploits']):>10.2f}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""``bench/large_state.py`` at a tiny state: the baseline script for issue 19 runs end to end
-(its workload, the peak polling, the table), so it is ready for the side-by-side comparison."""
+"""``bench/large_state.py`` at a tiny state: issue 19's side-by-side benchmark runs end to end
+(its workload, both state paths, the peak polling, the table), so it cannot rot."""
 
 from __future__ import annotations
 
@@ -17,15 +17,17 @@ REPO = Path(__file__).resolve().parents[1]
 def test_large_state_bench_runs_and_prints_its_row(tmp_path):
     env = {**os.environ, "RAY_ADDRESS": ""}
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "large_state.py"),
-                           "--state-mb", "8", "--compute-s", "0.05", "--iterations", "2",
+                           "--state-mb", "8", "--store-mb", "8", "--compute-s", "0.05",
+                           "--iterations", "2",
                            "--results", str(tmp_path)], cwd=tmp_path, capture_output=True,
                           text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    row = next(line for line in proc.stdout.splitlines() if line.startswith("today"))
-    fields = row.split()
-    assert float(fields[1]) >= 0 and float(fields[3]) > 0  # object store G, driver RSS M
-    assert 0 < float(fields[5]) <= float(fields[3])  # driver USS M: within its RSS
-    assert list(tmp_path.glob("*/*/trials.csv"))
+    for path in ("never", "always"):  # today's path and the new one, side by side
+        row = next(line for line in proc.stdout.splitlines() if line.startswith(path))
+        fields = row.split()  # path, state M, plasma G, bound G, RSS M, USS M, ...
+        assert fields[1] == "8" and float(fields[3]) >= 0 and float(fields[7]) > 0
+        assert 0 < float(fields[9]) <= float(fields[7])  # driver USS: within its RSS
+    assert len(list(tmp_path.glob("*/*/trials.csv"))) == 2
 
 
 @pytest.mark.ray
@@ -35,8 +37,9 @@ def test_large_state_bench_deletes_its_checkpoints_unless_asked_to_keep_them(tmp
     # TMPDIR for the bench's folder only: Ray's socket paths must stay short
     env = {**os.environ, "RAY_ADDRESS": "", "TMPDIR": str(scratch), "RAY_TMPDIR": "/tmp"}
     proc = subprocess.run([sys.executable, str(REPO / "bench" / "large_state.py"),
-                           "--state-mb", "8", "--compute-s", "0.05", "--iterations", "2"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+                           "--state-mb", "8", "--store-mb", "8", "--compute-s", "0.05",
+                           "--iterations", "2"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert any(line.startswith("today") for line in proc.stdout.splitlines())
+    assert any(line.startswith("always") for line in proc.stdout.splitlines())
     assert not list(scratch.glob("pbtune-large-state-*"))  # GBs of states at real sizes

@@ -92,7 +92,7 @@ def test_disk_full_is_a_clear_error_and_keeps_the_run(ray_local, tmp_path, capsy
     def full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(checkpoints, "atomic_write", full)
+    monkeypatch.setattr(checkpoints, "write_state_file", full)
     sets = {"workload": TOY, "population": 2, "resources.slots": 2, "stop.max_iterations": 4,
             "stop.metric_threshold": None, "pbt.perturbation_interval": 2,
             "checkpoint_interval": 2, "param_space": {"lr": {"uniform": [0.0, 1.0]}}}

@@ -19,11 +19,12 @@ def test_request_stop_ends_a_running_segment_and_order_is_kept(ray_local) -> Non
     ray = ray_local
     worker = RemoteWorker.options(num_cpus=0).remote(
         TOY, {"sleep": 0.02}, {"offset": None}, 0, "cpu", 1)
-    # Submission order on the training thread: run a to 3, export a, run b to 2.
+    # Submission order on the training thread: run a to 3, run b to 2; a's state at 3 is
+    # exported (on the transfer thread) once its segment is known to have ended there.
     first, _, _ = worker.run.remote("a", {"lr": 0.5}, 0, 3, **RUN)
-    exported = worker.export_state.remote("a")
     second, _, _ = worker.run.remote("b", {"lr": 0.25}, 0, 2, **RUN)
     assert ray.get(first)["iteration"] == 3
+    _done, exported = worker.export.remote("a", 3)
     state = ray.get(exported)
     assert {k: state[k] for k in ("value", "iteration", "config")} == {
         "value": 1.5, "iteration": 3, "config": {"lr": 0.5}}

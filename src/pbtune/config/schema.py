@@ -144,6 +144,14 @@ class ResourceConfig(_Model):
     # so another job holding some keeps a worker pending: a warning names those still not started
     # after this time.
     start_timeout_s: Float = Field(120.0, gt=0)
+    # Where trial states live between segments. never: a snapshot of each state goes to Ray's
+    # object store after every segment (fast for small states: a move or an exploit is a
+    # reference). always: states stay on their workers; a donor's is copied once to its
+    # target, checkpoints are written by the workers (the run directory must be shared by all
+    # nodes). auto: the workload's large_state flag, else the first state's size against
+    # large_state_mb.
+    state_on_worker: Literal["auto", "always", "never"] = "auto"
+    large_state_mb: Float = Field(512.0, gt=0)  # MB: auto keeps larger states on their workers
 
     @field_validator("resource_allocation", mode="before")
     @classmethod

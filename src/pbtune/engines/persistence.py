@@ -45,15 +45,24 @@ class Persistence:
         fetch: handle → state (may raise ``lost``: the state went with its node).
         lost: the exception types ``fetch`` raises for a state that is gone.
         keep: cuts whose checkpoints are kept (the newest per trial and ``best.pt`` always are).
+        start_write: ``(handle, path)`` → a callable waiting for ``{"sha256", "bytes"}`` when the
+            worker holding the state writes it itself (the large-state path), else None. Called
+            when the command is submitted, so the copy is taken before the trial trains on.
+        discard: drops a handle ``start_write`` took that will not be written after all (a best
+            candidate a newer best replaced).
     """
 
     def __init__(self, run_dir: Path, journal: Journal, fetch: Callable[[Any], Any],
-                 lost: tuple[type[BaseException], ...] = (), keep: int = 2) -> None:
+                 lost: tuple[type[BaseException], ...] = (), keep: int = 2,
+                 start_write: Callable[[Any, Path], Any] | None = None,
+                 discard: Callable[[Any], None] | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.lock = lock_run(self.run_dir)  # one writer per run directory
         self.journal = journal
         self.store = CheckpointStore(self.run_dir)
         self.fetch, self.lost = fetch, lost
+        self.start_write = start_write or (lambda handle, path: None)
+        self.discard = discard or (lambda handle: None)
         self.error: BaseException | None = None
         self.written: queue.Queue[CheckpointWritten] = queue.Queue()  # for the coordinator
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -74,9 +83,13 @@ class Persistence:
             with path.open("a") as f:
                 f.write(command.text)
             return
-        if isinstance(command, SaveBest):  # coalesced: only the newest pending one is written
+        write = None
+        if isinstance(command, Checkpoint):
+            write = self.start_write(command.state, self.run_dir / self._path(command))
+        elif isinstance(command, SaveBest):  # coalesced: only the newest pending one is written
             self._best = command
-        self._queue.put(command)
+            write = self.start_write(command.state, self.store.root / BEST_NAME)
+        self._queue.put((command, write))
 
     def check(self) -> None:
         """Raise the writer's disk error in the driver (stops the run, state kept)."""
@@ -112,39 +125,63 @@ class Persistence:
             try:
                 if job is None:
                     return
+                command, write = job
                 if self.error is None:
                     {Checkpoint: self._checkpoint, WriteCut: self._cut,
-                     SaveBest: self._save_best}[type(job)](job)
+                     SaveBest: self._save_best}[type(command)](command, write)
+                elif write is not None:
+                    self.discard(command.state)
             except BaseException as exc:  # reported to the driver by check()
                 self.error = exc
             finally:
                 self._queue.task_done()
 
-    def _checkpoint(self, c: Checkpoint) -> None:
+    def _path(self, c: Checkpoint) -> Path:
+        if c.role == "exploit":  # kept apart from the trial's own state at that iteration
+            return self.store.root / c.trial_id / f"iter_{c.iteration:06d}_exploit.pt"
+        return self.store.path_for(c.trial_id, c.iteration)
+
+    def _write(self, state: Any, write: Any, path: Path, trial_id: str,
+               iteration: int) -> dict[str, Any]:
+        """Write a state to ``path`` (here, or by the worker holding it) → its record."""
+        if write is None:
+            return self.store.save(trial_id, iteration, self.fetch(state),
+                                   name=str(path.relative_to(self.store.root)))
+        rec = write()
+        size = path.stat().st_size if path.is_file() else -1
+        if size != rec["bytes"]:  # the worker wrote it where this machine cannot see it
+            from pbtune.errors import UserError
+
+            raise UserError(
+                f"a worker wrote {path} but this machine sees {'no file' if size < 0 else size}"
+                " there: states kept on workers (resources.state_on_worker) are written by "
+                "them, so the run directory must be on a filesystem every node shares; use "
+                "--results-dir on shared storage, or resources.state_on_worker: never")
+        return {"path": str(path.relative_to(self.run_dir)), "iteration": iteration, **rec}
+
+    def _checkpoint(self, c: Checkpoint, write: Any) -> None:
         try:
-            state = self.fetch(c.state)
+            rec = self._write(c.state, write, self.run_dir / self._path(c), c.trial_id,
+                              c.iteration)
         except self.lost as exc:  # state lost with its node: no checkpoint
             self.journal.write({"event": "checkpoint_failed", "trial": c.trial_id,
                                 "iteration": c.iteration, "reason": type(exc).__name__})
             return
-        if c.role == "exploit":  # kept apart from the trial's own state at that iteration
-            name = f"{c.trial_id}/iter_{c.iteration:06d}_exploit.pt"
-            rec = {**self.store.save(c.trial_id, c.iteration, state, name=name),
-                   "include_rng": False, "config": c.config}
+        if c.role == "exploit":
+            rec = {**rec, "include_rng": False, "config": c.config}
             self._by_iter[(c.trial_id, c.iteration, "exploit")] = rec
             self._files.append(rec["path"])
             self.journal.write({"event": "checkpoint", "trial": c.trial_id, "role": "exploit",
                                 **rec})
             return
-        rec = {**self.store.save(c.trial_id, c.iteration, state), "include_rng": c.include_rng,
-               "config": c.config}
+        rec = {**rec, "include_rng": c.include_rng, "config": c.config}
         self._by_iter[(c.trial_id, c.iteration)] = self._latest[c.trial_id] = rec
         self._files.append(rec["path"])
         self.journal.write({"event": "checkpoint", "trial": c.trial_id, **rec})
         self.written.put(CheckpointWritten(c.trial_id, c.iteration, OnDisk.of(rec),
                                            c.include_rng, dict(c.config)))
 
-    def _cut(self, job: WriteCut) -> None:
+    def _cut(self, job: WriteCut, _write: Any = None) -> None:
         cut = job.cut
         for tid, rec in cut["trials"].items():
             if rec["status"] == PENDING and rec["iteration"] == 0:
@@ -178,17 +215,18 @@ class Persistence:
             r["path"] for r in self._by_iter.values()}
         self._files = self.store.prune(keep, self._files)
 
-    def _save_best(self, _job: SaveBest) -> None:
+    def _save_best(self, job: SaveBest, write: Any) -> None:
         best = self._best
-        if best is None or best.meta == self._best_written:
+        if best is None or job is not best or best.meta == self._best_written:
+            if write is not None:  # a newer best replaced it before it was written
+                self.discard(job.state)
             return
         try:
-            state = self.fetch(best.state)
+            rec = self._write(best.state, write, self.store.root / BEST_NAME,
+                              best.meta["trial_id"], best.meta["iteration"])
         except self.lost as exc:  # gone with its node: the next best is written instead
             self.journal.write({"event": "best_failed", **best.meta,
                                 "reason": type(exc).__name__})
             return
-        rec = self.store.save(best.meta["trial_id"], best.meta["iteration"], state,
-                              name=BEST_NAME)
         self._best_written = best.meta
         self.journal.write({"event": "best", **best.meta, **rec})

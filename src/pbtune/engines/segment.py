@@ -21,8 +21,9 @@ from pbtune.workloads.iteration import run_iteration
 class Parked:
     """A trial a worker still holds, moved off its device: its full state, on the host."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: Any, iteration: int) -> None:
         self.state = state
+        self.iteration = iteration  # what a held state's export checks
 
     def get_state(self) -> Any:  # what export_state reads: the state as it was parked
         return self.state
@@ -41,7 +42,7 @@ def park(live: MutableMapping[str, Any], budget: int) -> int:
     resident = [tid for tid, w in live.items() if not isinstance(w, Parked)]
     parked = 0
     for tid in resident[:max(0, len(resident) - budget)]:
-        live[tid] = Parked(live[tid].get_state())
+        live[tid] = Parked(live[tid].get_state(), live[tid].iteration)
         parked += 1
     return parked
 
@@ -97,7 +98,7 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
                 include_rng: bool = True, rng_from: Any = None, metric: str, mode: str,
                 threshold: float | None = None, best_so_far: float | None = None,
                 deadline: float | None = None, stop: Callable[[], bool] = lambda: False,
-                extra: Callable[[], dict[str, Any]] = dict,
+                extra: Callable[[], dict[str, Any]] = dict, snapshot: bool = True,
                 ) -> tuple[dict[str, Any], Any, Any]:
     """Train a trial up to ``target_iteration``, evaluating after every iteration.
 
@@ -110,7 +111,8 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
         for those that have any), ``compute_s`` (s inside train + evaluate), ``iteration``,
         ``status`` (``"ok"``/``"error"``), ``error`` and ``best_iteration``; ``best_state`` is
         the state at the latest iteration that beat ``best_so_far`` (else None); ``snapshot`` the
-        state at the end (None on error). A workload that errors is dropped from ``live``: a
+        state at the end (None on error, and None without ``snapshot``: a worker that keeps
+        large states live takes no copy). A workload that errors is dropped from ``live``: a
         diverged or broken state is never continued.
     """
     rows: list[dict[str, Any]] = []
@@ -141,16 +143,18 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
                 break
             if stop():
                 break
-        snapshot = workload.get_state()
-        if fresh:
-            problem = unpicklable(snapshot)
+        # A held state (no snapshot) is not pickled here just to check it: for gigabytes that
+        # costs seconds and a second copy; its first export or checkpoint reports the problem.
+        end_state = workload.get_state() if snapshot else None
+        if fresh and snapshot:
+            problem = unpicklable(end_state)
             if problem:
                 live.pop(trial_id, None)
                 return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
                          "status": "error", "error": problem}, None, None)
         return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
                  "status": "ok", "error": None, "best_iteration": best_iteration,
-                 "artifacts": artifacts}, best_state, snapshot)
+                 "artifacts": artifacts}, best_state, end_state)
     except Exception as exc:  # user code failed: the trial errors, the run goes on
         live.pop(trial_id, None)
         return ({"rows": rows, "compute_s": compute_s, "iteration": None, "status": "error",

@@ -22,11 +22,13 @@ from typing import Any
 from pbtune.engines.core.events import (
     AbandonSegments,
     Event,
+    Held,
     OnDisk,
     Restore,
     RunSegment,
     SegmentFinished,
     SegmentLost,
+    ShareState,
     StopSegments,
     WorkerInfo,
     WorkersChanged,
@@ -45,6 +47,7 @@ class SimWorker:
     node: str
     resources: dict[str, float] = field(default_factory=dict)
     live: dict[str, Any] = field(default_factory=dict)
+    pins: dict[str, tuple[int, Any]] = field(default_factory=dict)  # held mode: trial → copy
     alive: bool = True
     shape: str = "cpu:1"  # a label as the planner writes it; ``gpu:...`` makes it a GPU worker
     precision: str = "fp32"
@@ -60,12 +63,16 @@ class SimulatedExecutor:
         resources: each worker's node resources (resolves per-node options like ``slowdown``).
         shapes: each worker's shape label (default ``cpu:1``); a ``gpu:...`` worker trains in
             ``resources.precision.gpu`` (its device stays the CPU: the speed is what differs).
+        hold_states: states stay on their workers as the Ray workers' large-state path keeps
+            them (:class:`Held` handles, copies only on :class:`ShareState`, a pin for a
+            released trial, checkpoints copied when asked for). A state asked for that its
+            worker no longer has is reported as lost and counted in :attr:`states_gone`.
     """
 
     def __init__(self, cfg: Any, seconds_per_iteration: Sequence[float] = (1.0, 1.0),
                  nodes: Sequence[str] | None = None,
                  resources: Sequence[Mapping[str, float]] | None = None,
-                 shapes: Sequence[str] | None = None) -> None:
+                 shapes: Sequence[str] | None = None, hold_states: bool = False) -> None:
         from pbtune.workloads import get
         from pbtune.workloads.registry import load_data
 
@@ -75,6 +82,10 @@ class SimulatedExecutor:
         self.load: Any = None  # checkpoint record → state (set with a run directory)
         self.lost: tuple[type[BaseException], ...] = ()  # no state is ever lost in-process
         self.now = 0.0  # virtual s
+        self.hold_states = hold_states
+        self.states_gone = 0  # held states asked for that had moved on (a coordinator bug)
+        self.exports = 0  # held states copied off their workers for another worker
+        self.writes = 0  # held states copied off their workers to be written
         self.pool = self
         self.workers: list[SimWorker] = []
         for i, spi in enumerate(seconds_per_iteration):
@@ -128,6 +139,7 @@ class SimulatedExecutor:
         ``replace`` the slot is retired (its node left)."""
         w = self.workers[worker]
         w.live.clear()
+        w.pins.clear()
         if worker in self.inflight:
             _end, seq, ev = self.inflight[worker]
             lost = SegmentLost(worker, ev.trial_id, "ActorDiedError", "simulated worker loss",
@@ -148,21 +160,81 @@ class SimulatedExecutor:
                 self.workers[worker].live.clear()
         elif isinstance(command, RunSegment):
             self._run(command)
+        elif isinstance(command, ShareState):
+            h = command.state
+            if isinstance(h, Held):
+                if h.shared is None:
+                    h.shared = self._copy(h)
+                    self.exports += 1
+                h.consumers += 1
         else:
             raise TypeError(f"the simulated executor does not run {type(command).__name__}")
 
     def resolve(self, handle: Any) -> Any:
         if isinstance(handle, OnDisk):
             return self.load(handle.record())
+        if isinstance(handle, Held):
+            if handle.shared is not None:
+                return handle.shared
+            self.exports += 1
+            return self._copy(handle)
         return handle
 
     fetch = resolve
 
+    def _copy(self, h: Held) -> Any:
+        """A held state's copy from its worker (its pin, else its live state at that iteration).
+
+        Raises:
+            LookupError: the worker has neither any more.
+        """
+        w = self.workers[h.worker]
+        pinned = w.pins.get(h.trial_id)
+        live = w.live.get(h.trial_id)
+        if pinned is not None and pinned[0] == h.iteration:
+            state = w.pins.pop(h.trial_id)[1]
+        elif live is not None and live.iteration == h.iteration:
+            state = live.get_state()
+        else:
+            raise LookupError(f"trial {h.trial_id}'s state at {h.iteration} is gone from "
+                              f"worker {h.worker}")
+        return state
+
+    def start_write(self, handle: Any, path: Any) -> Any:
+        """A held state is copied now (before its trial trains on) and written when asked."""
+        if not isinstance(handle, Held):
+            return None
+        from pbtune.store.checkpoints import write_state_file
+
+        state = handle.shared if handle.shared is not None else self._copy(handle)
+        self.writes += 1
+        return lambda: write_state_file(path, state)
+
+    def discard(self, handle: Any) -> None:
+        pass
+
     def _run(self, c: RunSegment) -> None:
         cfg, w = self.cfg, self.workers[c.worker]
+        r = c.restore or Restore(None)
+        try:
+            state = self.resolve(r.state)
+            if c.pin_start and isinstance(r.state, Held) and r.state.shared is None:
+                r.state.shared = state  # a released trial that moves: its copy is the pin
+            rng_from = None if self._held_here(r.rng_from, c) else self.resolve(r.rng_from)
+        except LookupError as exc:  # as the Ray executor reports a state its worker lost
+            self.states_gone += 1
+            seq = next(self._seq)
+            self.inflight[c.worker] = (self.now, seq, SegmentLost(
+                c.worker, c.trial_id, "StateGone", str(exc), True, None))
+            heapq.heappush(self._queue, (self.now, seq, c.worker))
+            return
         if c.drop_from is not None:
             self.workers[c.drop_from].live.pop(c.trial_id, None)
-        r = c.restore or Restore(None)
+            self.workers[c.drop_from].pins.pop(c.trial_id, None)
+        w.pins.pop(c.trial_id, None)
+        if self.hold_states and c.pin_start and c.trial_id in w.live:
+            live = w.live[c.trial_id]
+            w.pins[c.trial_id] = (live.iteration, live.get_state())
         options = resolve_for_node(cfg.options, w.resources)
 
         def make() -> Any:
@@ -171,9 +243,11 @@ class SimulatedExecutor:
 
         result, best, snapshot = run_segment(
             w.live, c.trial_id, make, c.config, c.target_iteration,
-            state=self.resolve(r.state), include_rng=r.include_rng,
-            rng_from=self.resolve(r.rng_from), metric=cfg.metric, mode=cfg.mode,
-            threshold=cfg.stop.metric_threshold, best_so_far=c.best_so_far)
+            state=state, include_rng=r.include_rng, rng_from=rng_from, metric=cfg.metric,
+            mode=cfg.mode, threshold=cfg.stop.metric_threshold, best_so_far=c.best_so_far,
+            snapshot=not self.hold_states)
+        if self.hold_states and result["status"] == "ok":
+            snapshot = Held(c.worker, c.trial_id, result["iteration"])
         done = max(1, len(result["rows"]))  # iterations the segment took (an error: at least 1)
         end = self.now + done * w.seconds_per_iteration
         for row in result["rows"]:
@@ -184,6 +258,12 @@ class SimulatedExecutor:
                                                              snapshot))
         heapq.heappush(self._queue, (end, seq, c.worker))
         self.segments.append((c.trial_id, c.worker, c.target_iteration, self.now, end))
+
+    @staticmethod
+    def _held_here(h: Any, c: RunSegment) -> bool:
+        """The target's own RNG, on the worker that holds it live: taken from there."""
+        return isinstance(h, Held) and h.worker == c.worker and h.trial_id == c.trial_id and \
+            h.shared is None
 
     def next_event(self, timeout_s: float | None = None) -> Event | None:
         """Membership changes first, else the segment that ends first (the clock moves there)."""

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pbtune.engines.base import Callback, Trial
-from pbtune.store.checkpoints import atomic_write, serialize_state
+from pbtune.store.checkpoints import LazyState, atomic_write, link_or_copy, write_state_file
 
 META_COLUMNS = ("time_this_iter_s", "worker", "node", "worker_shape", "precision", "timestamp",
                 "node_cpu_percent", "node_gpu_percent", "worker_rss_mb")
@@ -137,8 +137,11 @@ class ResultsWriter(Callback):
         if not (self.run_dir / "pbt_global.txt").exists():
             (self.run_dir / "pbt_global.txt").touch()  # present even when nothing was perturbed
         if best_state is not None and self.save_best_model:
-            # torch.save for torch workloads, a pickle for torch-free ones (load_state reads both)
-            atomic_write(self.run_dir / "best_model.pt", serialize_state(best_state))
+            target = self.run_dir / "best_model.pt"
+            if isinstance(best_state, LazyState):  # a held state's file: linked, never loaded
+                link_or_copy(best_state.path, target)
+            else:  # torch.save for torch workloads, a pickle for torch-free ones
+                write_state_file(target, best_state)
             summary = {**summary, "best_model": "best_model.pt"}
         self.summary = summary
         text = json.dumps(summary, indent=2, default=_json_default) + "\n"

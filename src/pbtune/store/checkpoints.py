@@ -18,6 +18,7 @@ import io
 import os
 import pickle
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +66,122 @@ def deserialize_state(data: bytes) -> Any:
 
 
 def load_state(path: Path | str) -> Any:
-    """Read a state file (``best_model.pt`` or a checkpoint) whichever way it was written."""
-    return deserialize_state(Path(path).read_bytes())
+    """Read a state file (``best_model.pt`` or a checkpoint) whichever way it was written.
+
+    Read from the file, never as one bytes object: a state of gigabytes costs its own size in
+    memory, not twice that.
+    """
+    path = Path(path)
+    with path.open("rb") as f:
+        zipped = f.read(2) == b"PK"  # torch.save's zip container
+    if zipped:
+        import torch
+
+        return torch.load(path, weights_only=False)
+    with path.open("rb") as f:
+        return pickle.load(f)
+
+
+class LazyState(Mapping):
+    """A state in a file, read on first access (``best_model.pt`` of a held, large state).
+
+    Why: handing a callback a state of gigabytes it may never read would load it into the
+    driver; this mapping loads it only if something reads it, and a writer that only needs the
+    file (the results writer) takes ``path`` instead.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._state: Any = None
+
+    def _load(self) -> Mapping:
+        if self._state is None:
+            self._state = load_state(self.path)
+        return self._state
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._load()[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+class _Hashing:
+    """A write-only file wrapper that hashes and counts what passes through it."""
+
+    def __init__(self, f: Any) -> None:
+        self.f, self.sha, self.bytes = f, hashlib.sha256(), 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.sha.update(view)
+        self.bytes += view.nbytes
+        return self.f.write(view)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+def write_state_file(path: Path, state: Any) -> dict[str, Any]:
+    """Write ``state`` to ``path`` atomically, streamed: ``{"sha256", "bytes"}`` of the file.
+
+    Why streamed: :func:`serialize_state` builds the whole file in memory first, which for a
+    state of gigabytes doubles the writer's memory. The temporary name is unique to this
+    process and thread, so two writers of the same path never mix their bytes; the rename
+    decides which whole file stays.
+    """
+    import threading
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            out = _Hashing(f)
+            if "torch" in sys.modules:
+                import torch
+
+                torch.save(state, out)
+            else:
+                pickle.dump(state, out, protocol=pickle.HIGHEST_PROTOCOL)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return {"sha256": out.sha.hexdigest(), "bytes": out.bytes}
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Make ``target`` the same file as ``source``, atomically: a hard link (no copy of the
+    bytes), or a copy where links are not possible (another filesystem)."""
+    import shutil
+
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+def file_sha256(path: Path, chunk: int = 16 * 2**20) -> tuple[str, int]:
+    """(sha256, size) of a file, read in chunks of ``chunk`` bytes."""
+    sha, size = hashlib.sha256(), 0
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            sha.update(block)
+            size += len(block)
+    return sha.hexdigest(), size
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -105,11 +220,9 @@ class CheckpointStore:
         Raises:
             OSError: on disk problems (callers turn them into :func:`disk_error`).
         """
-        data = serialize_state(state)
         path = self.root / name if name else self.path_for(trial_id, iteration)
-        atomic_write(path, data)
         return {"path": str(path.relative_to(self.run_dir)), "iteration": iteration,
-                "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                **write_state_file(path, state)}
 
     def load(self, record: dict) -> Any:
         """Read and verify a checkpoint written by :meth:`save`.
@@ -117,26 +230,22 @@ class CheckpointStore:
         Raises:
             CheckpointCorrupt: missing file, wrong size or checksum, or unreadable contents.
         """
-        data = self.verify(record)
+        self.verify(record)
         try:
-            return deserialize_state(data)
+            return load_state(self.run_dir / record["path"])
         except Exception as exc:  # a verified file that does not unpickle: treat as corrupt
             raise CheckpointCorrupt(f"{record['path']}: unreadable ({exc})") from exc
 
-    def verify(self, record: dict) -> bytes:
-        """Check size and checksum without unpickling (cheap pre-flight on resume).
-
-        Returns the verified bytes, so :meth:`load` reads the file once.
-        """
-        path = self.run_dir / record["path"]
+    def verify(self, record: dict) -> None:
+        """Check size and checksum without unpickling (cheap pre-flight on resume); the file
+        is read in chunks, so a checkpoint of gigabytes needs no memory of its size."""
         try:
-            data = path.read_bytes()
+            sha, size = file_sha256(self.run_dir / record["path"])
         except OSError as exc:
             raise CheckpointCorrupt(f"{record['path']}: cannot read ({exc.strerror})") from exc
-        if hashlib.sha256(data).hexdigest() != record["sha256"]:
-            raise CheckpointCorrupt(f"{record['path']}: checksum mismatch ({len(data)} bytes, "
+        if sha != record["sha256"]:
+            raise CheckpointCorrupt(f"{record['path']}: checksum mismatch ({size} bytes, "
                                     f"expected {record.get('bytes', '?')}); truncated or corrupt")
-        return data
 
     def prune(self, keep: set[str], written: list[str]) -> list[str]:
         """Delete the files in ``written`` (relative paths) that are not in ``keep``.

@@ -68,6 +68,10 @@ class Workload(ABC):
     default_mutations: ClassVar[Mapping[str, Any]] = {}
     default_options: ClassVar[Mapping[str, Any]] = {}
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    # States of gigabytes (a transformer and its optimiser): True keeps every trial's state on
+    # its worker instead of snapshotting it into Ray's object store after each segment (see
+    # resources.state_on_worker); None lets the first state's size decide.
+    large_state: ClassVar[bool | None] = None
 
     def __init__(
         self,

@@ -54,6 +54,7 @@ class HFQuestionAnswering(TorchWorkload):
     name: ClassVar[str] = "hf-qa"
     metrics: ClassVar[Mapping[str, str]] = {"eval_loss": "min", "exact_match": "max", "f1": "max"}
     default_metric: ClassVar[str] = "eval_loss"
+    large_state: ClassVar[bool | None] = True  # 560M parameters + AdamW: ~6.7 GB per trial
     hyperparameters: ClassVar[tuple[str, ...]] = ("lr", "per_device_bs", "weight_decay",
                                                   "warmup_ratio")
     default_config: ClassVar[Mapping[str, Any]] = {

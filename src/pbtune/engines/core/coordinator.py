@@ -187,6 +187,7 @@ class PopulationCoordinator:
     def _finished(self, ev: SegmentFinished, now_s: float) -> list[Command]:
         run = self.pool.running.pop(ev.worker)
         t = self.trials[ev.trial_id]
+        t.running_from = None  # only a running segment is re-run from it (frees a donor copy)
         rows = ev.result["rows"]
         self.pool.record_speed(ev.worker, len(rows), ev.result["compute_s"])
         out = self._absorb(t, ev)
@@ -264,7 +265,8 @@ class PopulationCoordinator:
         t.status, t.worker = RUNNING, worker
         self.pool.running[worker] = Running(t.trial_id, now_s, end - t.iteration)
         return RunSegment(worker, t.trial_id, dict(t.config), t.record.seed, end, restore,
-                          drop_from, None if self.best is None else self.best["metric"])
+                          drop_from, None if self.best is None else self.best["metric"],
+                          pin_start=t.kept is not None and t.kept.iteration == t.iteration)
 
     # -- boundaries ------------------------------------------------------------------------------
     def _pass_barrier(self) -> list[Command]:

@@ -16,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-Handle = Any  # an executor's reference to a trial state (ObjectRef, an in-process object, OnDisk)
+Handle = Any  # an executor's reference to a trial state (ObjectRef, an in-process object, OnDisk,
+#                Held)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,34 @@ class OnDisk:
     def record(self) -> dict[str, Any]:
         return {"path": self.path, "sha256": self.sha256, "bytes": self.bytes,
                 "iteration": self.iteration}
+
+
+@dataclass(eq=False)
+class Held:
+    """A trial state that stays on the worker that trained it (the large-state path).
+
+    Why: a state of gigabytes (a transformer and its optimiser) cannot be copied into the
+    object store after every segment. The worker keeps it live; this handle names it. The
+    coordinator reads only ``worker`` (a lost worker takes its held states with it, unless a
+    copy was already shared) and ``shared``; the executor makes the copy when a
+    :class:`ShareState` asks for one (an exploit's donor) and frees it once every target that
+    needed it has loaded it. Compared by identity: two handles are never the same state.
+    """
+
+    worker: int
+    trial_id: str
+    iteration: int
+    shared: Any = None  # the executor's transferable copy (an ObjectRef), once one was made
+    consumers: int = 0  # targets still to load ``shared`` (the copy is dropped at zero)
+
+    def lost_with(self, worker: int) -> bool:
+        """Whether losing ``worker`` loses this state (no copy of it exists elsewhere)."""
+        return self.worker == worker and self.shared is None
+
+
+def lost_with(handle: Handle, worker: int) -> bool:
+    """Whether ``handle`` names a state that only ``worker`` held."""
+    return isinstance(handle, Held) and handle.lost_with(worker)
 
 
 @dataclass(frozen=True)
@@ -154,6 +183,19 @@ class RunSegment:
     restore: Restore | None = None  # None: the worker holds the trial live (or it starts fresh)
     drop_from: int | None = None  # a worker whose copy of the trial is obsolete (it moved)
     best_so_far: float | None = None  # the worker returns a state only for a better result
+    # The state the segment starts from is still wanted (its trial was released past a boundary
+    # not decided yet: it may become a donor there): a worker that holds states keeps a copy.
+    pin_start: bool = False
+
+
+@dataclass(frozen=True)
+class ShareState:
+    """``state`` will be loaded by another trial (an exploit's donor): make it transferable
+    now, before its holder trains the trial on. A no-op for states already in the object store
+    or on disk; a :class:`Held` state is copied off its worker once, however many targets ask
+    (each command counts one more target that must load it before the copy is freed)."""
+
+    state: Handle
 
 
 @dataclass(frozen=True)
@@ -226,4 +268,4 @@ class StopSegments:
 
 
 Command = RunSegment | Checkpoint | WriteCut | SaveBest | WriteError | Journal | Notify | \
-    StopSegments | AbandonSegments
+    StopSegments | AbandonSegments | ShareState

@@ -24,6 +24,7 @@ from pbtune.engines.core.events import (
     Restore,
     SegmentLost,
     WriteError,
+    lost_with,
 )
 from pbtune.engines.core.state import TrialState
 
@@ -50,13 +51,20 @@ def trial_error(t: TrialState, error: str, *, perturbs: bool, max_failures: int,
 def worker_lost(t: TrialState, event: SegmentLost, trials: Mapping[str, TrialState],
                 latest: Mapping[str, CheckpointWritten], *, max_failures: int,
                 recovery: bool) -> list[Command]:
-    """The segment's worker (or the state it was given) is gone: continue elsewhere."""
+    """The segment's worker (or the state it was given) is gone: continue elsewhere.
+
+    Its other live trials continue from their snapshots, or — states that stayed on the lost
+    worker (:class:`~pbtune.engines.core.events.Held`) — from their latest checkpoints.
+    """
     if not event.state_lost:
         for other in trials.values():  # its other live states are gone too
-            if other.worker == event.worker and other is not t:
+            if other is t:
+                continue
+            if other.worker == event.worker:
                 other.worker = None
                 if other.pending is None and other.snapshot is not None:
                     other.pending = Restore(other.snapshot)
+            _forget_held(other, event.worker, latest.get(other.trial_id))
     t.record.failures += 1
     out: list[Command] = [Journal({
         "event": "worker_lost", "worker": event.worker, "trial": t.trial_id,
@@ -72,11 +80,41 @@ def worker_lost(t: TrialState, event: SegmentLost, trials: Mapping[str, TrialSta
         out.append(Notify("on_trial_end", (t.record,)))
         return out
     t.status = PAUSED
-    restore = t.running_from
+    restore = _surviving(t.running_from, event.worker, t, latest.get(t.trial_id))
     if event.state_lost or (restore is None and t.iteration > 0):
         restore = from_disk(t, latest.get(t.trial_id))
     t.pending = restore
     return out
+
+
+def _surviving(restore: Restore | None, worker: int, t: TrialState,
+               latest: CheckpointWritten | None) -> Restore | None:
+    """``restore`` without the states only the lost ``worker`` held: None (roll back to a
+    checkpoint) when its state is one; when only its RNG's is (an exploit's target held
+    there), the target's checkpoint at that iteration gives the RNG, else its own seed does."""
+    if restore is None or lost_with(restore.state, worker):
+        return None
+    if lost_with(restore.rng_from, worker):
+        same = latest is not None and latest.iteration == t.iteration and latest.include_rng
+        return Restore(restore.state, restore.include_rng, latest.file if same else None)
+    return restore
+
+
+def _forget_held(t: TrialState, worker: int, latest: CheckpointWritten | None) -> None:
+    """``worker`` is lost: ``t``'s states that only it held now come from disk.
+
+    A pending restore naming one rolls the trial back to its latest checkpoint (see
+    :func:`_surviving`); a state kept at a boundary (early release) becomes its checkpoint at
+    that boundary if there is one, else nothing (the boundary's decisions then skip it as a
+    donor).
+    """
+    if t.pending is not None:
+        kept = _surviving(t.pending, worker, t, latest)
+        t.pending = kept if kept is not None else from_disk(t, latest)
+    if t.kept is not None and lost_with(t.kept.state, worker):
+        on_disk = latest is not None and latest.iteration == t.kept.iteration and \
+            latest.include_rng
+        t.kept.state = latest.file if on_disk else None  # type: ignore[union-attr]
 
 
 def abandon(trials: Mapping[str, TrialState], running: dict[int, Any]) -> list[Command]:

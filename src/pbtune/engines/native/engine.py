@@ -73,10 +73,16 @@ class NativeEngine:
     def enable_recovery(self, run_dir: Path, header: dict[str, Any] | None = None) -> None:
         """Checkpoint into and journal to ``run_dir`` (``pbtune run`` and ``resume`` do this)."""
         self.prepare()
-        self.persistence = Persistence(Path(run_dir), JournalFile(Path(run_dir), header),
-                                       self.executor.fetch, self.executor.lost,
-                                       self.cfg.fault_tolerance.keep_checkpoints)
-        self.executor.load = self.persistence.store.load
+        ex = self.executor
+        self.persistence = Persistence(  # held states are written where they are held
+            Path(run_dir), JournalFile(Path(run_dir), header), ex.fetch, ex.lost,
+            self.cfg.fault_tolerance.keep_checkpoints,
+            start_write=getattr(ex, "start_write", None), discard=getattr(ex, "discard", None))
+        ex.load = self.persistence.store.load
+        if hasattr(ex, "attach"):
+            ex.attach(Path(run_dir))
+        for stale in (Path(run_dir) / "checkpoints").glob(".best_candidate_*"):
+            stale.unlink(missing_ok=True)  # a crashed session's unfinished candidates
 
     def restore(self, cut: dict[str, Any], counts: dict[str, int], best: dict[str, Any] | None,
                 exploits: int) -> None:

@@ -16,17 +16,22 @@ import ray
 from pbtune.engines.core.events import (
     AbandonSegments,
     Event,
+    Held,
     OnDisk,
     Restore,
     RunSegment,
     SegmentFinished,
     SegmentLost,
+    ShareState,
     StopSegments,
     WorkerInfo,
     WorkersChanged,
 )
 from pbtune.engines.native.elastic import WATCH_INTERVAL_S, NodeWatcher
+from pbtune.engines.native.held import FileState, StateGone
+from pbtune.engines.native.held_writes import HeldWrites
 from pbtune.engines.native.pool import WorkerPool
+from pbtune.store.checkpoints import CheckpointCorrupt
 
 LOST = (ray.exceptions.RayError,)  # what fetching a state that went with its node raises
 
@@ -39,8 +44,15 @@ class RayExecutor:
         pool: an already started pool (default: one planned from ``cfg``).
 
     Attributes set by the engine: ``deadline`` (epoch s at which running segments stop, from
-    ``stop.time_budget_s``), ``load`` (checkpoint record → state, for :class:`OnDisk` handles)
-    and ``watch_interval_s`` (s between membership polls).
+    ``stop.time_budget_s``), ``load`` (checkpoint record → state, for :class:`OnDisk` handles),
+    ``watch_interval_s`` (s between membership polls) and, through :meth:`attach`, the run
+    directory held states are written to.
+
+    States that stay on their workers (:class:`Held`, see :mod:`pbtune.engines.native.held`)
+    are copied only when needed: a donor's once, into the object store, when an exploit asks
+    (:class:`ShareState`), freed once its targets' segments have finished; a checkpoint's by
+    its worker, to the run directory. Every copy or drop a worker is asked for is queued
+    before any later segment of the same trial there, which waits for it.
     """
 
     def __init__(self, cfg: Any, pool: WorkerPool | None = None) -> None:
@@ -50,10 +62,27 @@ class RayExecutor:
         self.load: Any = None
         self.lost = LOST
         self.watch_interval_s = WATCH_INTERVAL_S
-        self.inflight: dict[Any, tuple[int, str, Any, Any]] = {}  # ref → worker, trial, best, snap
+        # ref → worker, trial, best, snapshot, the shared donor copies the segment loads
+        self.inflight: dict[Any, tuple[int, str, Any, Any, list[Held]]] = {}
         self._disk: dict[OnDisk, Any] = {}  # checkpoint files already in the object store
         self._watcher: NodeWatcher | None = None
         self._membership = self.pool.membership()
+        self.writes = HeldWrites(self.pool)  # copies, drops and writes of held states
+        res = cfg.resources
+        # Checkpoints go to the workers as files (not through the driver) when states are held.
+        self.holding = res.state_on_worker == "always" or (
+            res.state_on_worker == "auto" and self.pool.large_state)
+
+    def attach(self, run_dir: Any) -> None:
+        """Held states are written into ``run_dir`` (a filesystem every node shares)."""
+        self.writes.run_dir = run_dir
+
+    def start_write(self, handle: Any, path: Any) -> Any:
+        """For the run directory's writer: the worker holding ``handle`` writes it."""
+        return self.writes.start_write(handle, path)
+
+    def discard(self, handle: Any) -> None:
+        self.writes.discard(handle)
 
     def worker_event(self, journal: dict[str, Any] | None = None) -> WorkersChanged:
         """The pool as the coordinator sees it."""
@@ -68,6 +97,8 @@ class RayExecutor:
     def execute(self, command: Any) -> None:
         if isinstance(command, RunSegment):
             self._run(command)
+        elif isinstance(command, ShareState):
+            self.writes.share(command.state)
         elif isinstance(command, StopSegments):
             self.pool.signal_stop()
         elif isinstance(command, AbandonSegments):
@@ -79,35 +110,58 @@ class RayExecutor:
         else:
             raise TypeError(f"the Ray executor does not run {type(command).__name__}")
 
-    def resolve(self, handle: Any) -> Any:
-        """An ObjectRef for a state handle (checkpoint files are put in the object store once)."""
+    def resolve(self, handle: Any, worker: int | None = None,
+                consumed: list[Held] | None = None) -> Any:
+        """What to pass a segment on ``worker`` for a state handle: an ObjectRef (checkpoint
+        files are put in the object store once), a :class:`FileState` when states are held, a
+        held state's shared copy (counted in ``consumed``) or its export from its worker."""
         if isinstance(handle, OnDisk):
+            if self.holding and self.writes.run_dir is not None:
+                return FileState(str(self.writes.run_dir / handle.path), handle.sha256)
             if handle not in self._disk:
                 self._disk[handle] = ray.put(self.load(handle.record()))
             return self._disk[handle]
+        if isinstance(handle, Held):
+            if handle.shared is not None:
+                if consumed is not None:
+                    consumed.append(handle)
+                return handle.shared
+            return self.writes.export(handle)
         return handle
 
     def fetch(self, handle: Any) -> Any:
-        """The state behind a handle (for persistence and the final best state)."""
+        """The state behind a handle (for persistence and the final best state); a held best
+        state is the lazily loaded ``checkpoints/best.pt``."""
         if handle is None:
             return None
         if isinstance(handle, OnDisk):
             return self.load(handle.record())
-        return ray.get(handle)
+        if isinstance(handle, Held):
+            return ray.get(self.resolve(handle))
+        return self.writes.fetch(handle) if self.writes.owns(handle) else ray.get(handle)
 
     def _run(self, c: RunSegment) -> None:
         pool = self.pool
-        if c.drop_from is not None:
-            pool.workers[c.drop_from].drop.remote(c.trial_id)
         r = c.restore or Restore(None)
+        consumed: list[Held] = []
+        held_here = isinstance(r.rng_from, Held) and r.rng_from.worker == c.worker and \
+            r.rng_from.trial_id == c.trial_id and r.rng_from.shared is None
+        state = self.resolve(r.state, c.worker, consumed)
+        if c.pin_start and isinstance(r.state, Held) and r.state.shared is None:
+            r.state.shared = state  # a released trial that moves: its export is the pin
         rng_from = r.rng_from if r.state is not None and not r.include_rng else None
+        # The target's own RNG on the worker that holds it live is taken from there.
+        rng = None if held_here else self.resolve(rng_from, c.worker, consumed)
+        if c.drop_from is not None:  # after any export of it there (the same queue)
+            self.writes.drop(c.drop_from, c.trial_id)
         refs = pool.workers[c.worker].run.remote(
-            c.trial_id, dict(c.config), c.seed, c.target_iteration, state=self.resolve(r.state),
-            include_rng=r.include_rng, rng_from=self.resolve(rng_from), metric=self.cfg.metric,
+            c.trial_id, dict(c.config), c.seed, c.target_iteration, state=state,
+            include_rng=r.include_rng, rng_from=rng, metric=self.cfg.metric,
             mode=self.cfg.mode, threshold=self.cfg.stop.metric_threshold,
-            best_so_far=c.best_so_far, deadline=self.deadline)
+            best_so_far=c.best_so_far, deadline=self.deadline, pin_start=c.pin_start,
+            best_to=self.writes.best_path(), after=self.writes.after(c.worker, c.trial_id))
         result, best, snapshot = refs
-        self.inflight[result] = (c.worker, c.trial_id, best, snapshot)
+        self.inflight[result] = (c.worker, c.trial_id, best, snapshot, consumed)
 
     # -- events ----------------------------------------------------------------------------------
     def next_event(self, timeout_s: float | None = None) -> Event | None:
@@ -135,26 +189,44 @@ class RayExecutor:
         return self._collect(done[0]) if done else None
 
     def _collect(self, ref: Any) -> Event:
-        worker, trial_id, best, snapshot = self.inflight.pop(ref)
+        worker, trial_id, best, snapshot, consumed = self.inflight.pop(ref)
         try:
             result = ray.get(ref)
-        except ray.exceptions.RayTaskError as exc:  # the worker lives; its results did not
-            # come back (run_segment catches the workload's own exceptions): a state or metric
-            # that cannot be pickled. The trial fails alone; the worker forgets it.
-            self.pool.workers[worker].drop.remote(trial_id)
-            cause = getattr(exc, "cause", None) or exc
+        except ray.exceptions.RayError as exc:
+            return self._failed(worker, trial_id, exc)
+        for held in consumed:  # loaded: the donor copy is freed once no target still needs it
+            held.consumers -= 1
+            if held.consumers <= 0:
+                held.shared = None
+        if result.get("held"):  # the state stays on the worker: handles name it there
+            snapshot = Held(worker, trial_id, result["iteration"]) \
+                if result["status"] == "ok" else None
+            best = self.writes.best_file(worker, result, trial_id)
+        return SegmentFinished(worker, trial_id, result, best, snapshot)
+
+    def _failed(self, worker: int, trial_id: str, exc: BaseException) -> Event:
+        """A segment whose result did not come back: its input state was lost, its worker
+        died, or (the worker lives) its results could not be sent."""
+        cause = getattr(exc, "cause", None) or exc
+        if isinstance(exc, ray.exceptions.ObjectLostError) or isinstance(
+                cause, (StateGone, CheckpointCorrupt, FileNotFoundError)) or (
+                isinstance(exc, ray.exceptions.ActorDiedError)
+                and not self.writes.is_worker(worker, exc)):  # the donor's worker died
+            return SegmentLost(worker, trial_id, type(cause).__name__, str(cause), True, None)
+        if isinstance(exc, ray.exceptions.RayTaskError):  # the worker lives; its results did
+            # not come back (run_segment catches the workload's own exceptions): a state or
+            # metric that cannot be pickled. The trial fails alone; the worker forgets it.
+            self.writes.drop(worker, trial_id)
             first = (str(cause).strip().splitlines() or [""])[0]
             return SegmentFinished(worker, trial_id, {
                 "rows": [], "compute_s": 0.0, "iteration": None, "status": "error",
                 "error": f"the segment's results could not be sent back from the worker "
                          f"({type(cause).__name__}: {first}); get_state() and the metrics "
                          "must be picklable (tensors, numpy arrays, numbers, dicts, lists)"})
-        except ray.exceptions.RayError as exc:  # actor died, node removed, state lost
-            state_lost = isinstance(exc, ray.exceptions.ObjectLostError)
-            replaced = None if state_lost else self.pool.replace(worker)
-            return SegmentLost(worker, trial_id, type(exc).__name__, str(exc), state_lost,
-                               replaced)
-        return SegmentFinished(worker, trial_id, result, best, snapshot)
+        # actor died, node removed
+        replaced = self.pool.replace(worker)
+        self.writes.forget(worker)
+        return SegmentLost(worker, trial_id, type(exc).__name__, str(exc), False, replaced)
 
     def shutdown(self) -> None:
         self.pool.shutdown()

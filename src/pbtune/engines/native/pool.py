@@ -45,6 +45,7 @@ class WorkerPool:
         self.data_ref: Any = None
         self._stop_sent = False
         workload = canonical_spec(cfg.workload)
+        self.large_state = bool(getattr(get(cfg.workload), "large_state", False))
         self.workers = []
         self._args = (workload, dict(cfg.options), res, bool(cfg.deterministic))
         self._launched = time.monotonic()
@@ -134,7 +135,8 @@ class WorkerPool:
             workload, options, None, spec.index, device, max(1, int(spec.num_cpus)),
             shape=spec.shape, precision=getattr(res.precision, spec.kind),
             gpu_share=spec.num_gpus, live_trials=res.gpu_live_trials,
-            deterministic=deterministic)
+            deterministic=deterministic, state_on_worker=res.state_on_worker,
+            large_state_mb=res.large_state_mb)
         if self.data_ref is not None:  # a replacement worker: the data is shared already
             handle.set_data.remote(self.data_ref)
         if self._stop_sent:  # started while the run stops: it must not start a segment either

@@ -7,8 +7,10 @@ ran last, so continuing a trial costs nothing, and a trial that moves (work stea
 as a state dict through Ray's object store, never through a file on disk.
 
 A worker runs its training methods on one thread, so tasks one caller submits run in submission
-order. Only :meth:`Worker.request_stop` runs on a second thread (Ray concurrency group
-``control``), so it can reach a segment that is running. The segment itself is
+order. :meth:`Worker.request_stop` runs on a second thread (Ray concurrency group ``control``),
+so it can reach a segment that is running; copies and writes of held states (the large-state
+path, :mod:`pbtune.engines.native.held`) run on a third (``transfer``) and waits for writes on
+a fourth (``wait``), so neither waits for training nor stops it. The segment itself is
 :func:`pbtune.engines.segment.run_segment`, which the simulated executor runs too.
 """
 
@@ -19,10 +21,12 @@ import socket
 import sys
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import ray
 
+from pbtune.engines.native.held import HeldStates, holds_states, materialize, state_nbytes
 from pbtune.engines.node_options import resolve_here
 from pbtune.engines.segment import park, run_segment
 
@@ -64,6 +68,10 @@ class Worker:
         deterministic: cuDNN/torch deterministic algorithms (``deterministic`` in the config).
         precision: ``resources.precision`` for this worker's kind (``auto`` resolved here, where
             the GPU is known).
+        state_on_worker: ``resources.state_on_worker``: ``always``/``never`` keep trial states
+            on this worker (no snapshot in the object store after a segment), ``auto`` follows
+            the workload's ``large_state`` flag, else the size of the first state it returns
+            against ``large_state_mb`` (see :mod:`pbtune.engines.native.held`).
     """
 
     def __init__(
@@ -80,6 +88,8 @@ class Worker:
         gpu_share: float = 0.0,
         live_trials: int | None = None,
         deterministic: bool = False,
+        state_on_worker: str = "auto",
+        large_state_mb: float = 512.0,
     ) -> None:
         from pbtune.workloads import get
         from pbtune.workloads.precision import resolve, workload_kwargs
@@ -125,6 +135,9 @@ class Worker:
         # Once set it stays set: a stopped run submits no further segments.
         self._stop = threading.Event()
         self.trials: dict[str, Any] = {}  # trial id → live workload object
+        self.held = HeldStates(self.trials)
+        self.holds: bool | None = holds_states(state_on_worker, self.cls)  # None: size decides
+        self.large_state_bytes = large_state_mb * 2**20
         import psutil
 
         self.process = psutil.Process()
@@ -159,16 +172,50 @@ class Worker:
             "precision": self.precision,
         }
 
-    def holds(self) -> list[str]:
+    def holding(self) -> list[str]:
         return sorted(self.trials)
 
-    def export_state(self, trial_id: str, drop: bool = False) -> dict[str, Any]:
-        """The trial's full current state (CPU tensors); ``drop`` forgets it here (it moves)."""
-        workload = self.trials.pop(trial_id) if drop else self.trials[trial_id]
-        return workload.get_state()
+    # -- the large-state path (see held.py): copies and writes off the training thread ---------
+    @ray.method(concurrency_group="transfer", num_returns=2)
+    def export(self, trial_id: str, iteration: int) -> tuple[bool, Any]:
+        """``(done, state)``: the trial's state at ``iteration`` (CPU tensors) for another worker.
 
-    def drop(self, trial_id: str) -> None:
-        self.trials.pop(trial_id, None)
+        ``done`` is a small object a later segment of the trial here waits for (so it cannot
+        change the state before it is copied) without fetching the state itself.
+        """
+        return True, self.held.copy(trial_id, iteration)
+
+    @ray.method(concurrency_group="transfer")
+    def save(self, trial_id: str, iteration: int, path: str) -> int:
+        """Copy the trial's state at ``iteration`` now; write it to ``path`` in the background.
+        Returns a token for :meth:`saved`."""
+        return self.held.save(self.held.copy(trial_id, iteration), Path(path))
+
+    @ray.method(concurrency_group="transfer")
+    def save_state(self, state: Any, path: str) -> int:
+        """Write a state given here (a shared copy, resolved by Ray) to ``path``; a token."""
+        return self.held.save(state, Path(path))
+
+    @ray.method(concurrency_group="wait")
+    def saved(self, token: int) -> dict[str, Any]:
+        """``{"sha256", "bytes"}`` of a file :meth:`save` wrote (waits for the write)."""
+        return self.held.saved(token)
+
+    @ray.method(concurrency_group="wait")
+    def remove_file(self, token: int, path: str) -> None:
+        """Delete a file :meth:`save` wrote (or is writing) that nobody wants (a best candidate
+        that was not the best): after its write, so no half file is left behind."""
+        try:
+            self.held.saved(token)
+        except Exception:  # already waited for, or the write failed: nothing to wait for
+            pass
+        Path(path).unlink(missing_ok=True)
+
+    @ray.method(concurrency_group="transfer")
+    def drop(self, trial_id: str) -> bool:
+        """Forget a trial that moved (its live state and any pin)."""
+        self.held.drop(trial_id)
+        return True
 
     @ray.method(num_returns=3)
     def run(
@@ -186,6 +233,9 @@ class Worker:
         threshold: float | None = None,
         best_so_far: float | None = None,
         deadline: float | None = None,
+        pin_start: bool = False,
+        best_to: str | None = None,
+        after: Any = None,
     ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
         """Train one trial up to ``target_iteration``, evaluating after every iteration.
 
@@ -203,14 +253,36 @@ class Worker:
             worker dies, as the donor state on exploit, and writes it as a checkpoint at multiples
             of ``checkpoint_interval``. It costs one ``get_state`` per segment and one state per
             live trial in the object store (the previous one is freed when the driver drops it).
+
+            A worker that holds its states (:attr:`holds`) returns no snapshot and sets
+            ``result["held"]``; ``pin_start`` keeps a copy of the state the segment starts from
+            (the trial may be a donor at a boundary not decided yet); its best state is written
+            to ``best_to`` in the background (``result["best_token"]`` for :meth:`saved`), or
+            dropped without a run directory. ``after`` (resolved by Ray, unused) is the last
+            copy or drop of this trial queued here: the segment starts once it is done.
         """
-        out = run_segment(
-            self.trials, trial_id, lambda: self.cls(config, data=self.data, options=self.options,
-                                                    seed=seed, device=self.device, **self._kwargs),
-            config, target_iteration, state=state, include_rng=include_rng, rng_from=rng_from,
-            metric=metric, mode=mode, threshold=threshold, best_so_far=best_so_far,
-            deadline=deadline, stop=self._stop.is_set,
-            extra=lambda: resource_usage(self.process))
+        holds = self.holds
+        self.held.begin(trial_id, pin_start and holds is not False)
+        try:
+            out = run_segment(
+                self.trials, trial_id,
+                lambda: self.cls(config, data=self.data, options=self.options, seed=seed,
+                                 device=self.device, **self._kwargs),
+                config, target_iteration, state=materialize(state), include_rng=include_rng,
+                rng_from=materialize(rng_from), metric=metric, mode=mode, threshold=threshold,
+                best_so_far=best_so_far, deadline=deadline, stop=self._stop.is_set,
+                extra=lambda: resource_usage(self.process), snapshot=holds is not True)
+        finally:
+            self.held.end()
+        if holds is None and out[2] is not None:  # decided once, by the first state's size
+            self.holds = state_nbytes(out[2]) > self.large_state_bytes
+        if holds:
+            result, best, _ = out
+            result["held"] = True
+            if best is not None and best_to is not None:
+                result["best_token"] = self.held.save(best, Path(best_to))
+                result["best_path"] = best_to
+            out = (result, None, None)
         if self.live_trials is not None and park(self.trials, self.live_trials):
             import torch
 
@@ -218,4 +290,4 @@ class Worker:
         return out
 
 
-RemoteWorker = ray.remote(concurrency_groups={"control": 1})(Worker)
+RemoteWorker = ray.remote(concurrency_groups={"control": 1, "transfer": 1, "wait": 1})(Worker)

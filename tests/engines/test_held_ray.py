@@ -1,0 +1,112 @@
+"""The large-state path on real Ray workers (``resources.state_on_worker: always``).
+
+What only Ray shows: the worker's copies and writes run on their own threads while other trials
+train, a trial's next segment waits for a copy of it queued before, the donor's copy goes from
+worker to worker, checkpoints and best-result candidates are written by the workers, and a
+killed worker's held trials come back from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import pytest
+import ray
+
+from pbtune.config import dump_yaml
+from pbtune.engines import create_engine
+from pbtune.results import ResultsWriter, create_run_dir, write_metadata
+from pbtune.store.checkpoints import CheckpointStore, load_state
+from tests.engines.test_fault_tolerance import KillWorker, journal
+from tests.engines.test_native import read_rows, toy_config
+
+pytestmark = pytest.mark.ray
+
+SETS = {"population": 4, "stop.max_iterations": 6, "checkpoint_interval": 2,
+        "options": {"sleep": 0.02, "noise": 0.1}, "pbt.quantile_fraction": 0.5}
+
+
+def run(cfg, root, *callbacks):
+    run_dir = create_run_dir(root, cfg.name)
+    write_metadata(run_dir, dump_yaml(cfg))
+    engine = create_engine(cfg, [ResultsWriter(run_dir), *callbacks])
+    for cb in callbacks:
+        cb.engine = engine
+    engine.enable_recovery(run_dir)
+    return engine, engine.run(), run_dir
+
+
+def table(run_dir):
+    return {(t, i): (r["score"], r["config/lr"]) for t, rows in read_rows(run_dir).items()
+            for i, r in rows.items()}
+
+
+def test_held_states_give_the_snapshot_run_and_write_their_own_files(ray_local, tmp_path):
+    _e, ref, ref_dir = run(toy_config(**SETS, **{"resources.state_on_worker": "never"}),
+                           tmp_path / "snap")
+    engine, got, run_dir = run(toy_config(**SETS, **{"resources.state_on_worker": "always"}),
+                               tmp_path / "held")
+    assert got["exploits"] > 0 and got["exploits"] == ref["exploits"]
+    assert (run_dir / "pbt_global.txt").read_text() == (ref_dir / "pbt_global.txt").read_text()
+    assert table(run_dir) == table(ref_dir) and got["best"] == ref["best"]
+    # No trial state ever came back to the driver: every handle it kept names a worker.
+    assert all(type(t.snapshot).__name__ == "Held" for t in engine.coordinator.trials.values())
+    # Checkpoints the workers wrote verify against the journal; the final cut names them.
+    events = journal(run_dir)
+    store = CheckpointStore(run_dir)
+    ckpts = [e for e in events if e["event"] == "checkpoint"]
+    assert {e["iteration"] for e in ckpts} >= {2, 4, 6}
+    for e in ckpts:
+        if (run_dir / e["path"]).is_file():
+            store.verify(e)
+    # best.pt: the best result's state (the workers wrote candidates, the writer kept one).
+    best = [e for e in events if e["event"] == "best"][-1]
+    assert (best["trial_id"], best["iteration"]) == (got["best"]["trial_id"],
+                                                     got["best"]["iteration"])
+    state = load_state(run_dir / "best_model.pt")
+    assert state["iteration"] == got["best"]["iteration"]
+    assert not list((run_dir / "checkpoints").glob(".best_candidate_*"))  # none left behind
+    assert not list((run_dir / "checkpoints").rglob("*.tmp"))
+
+
+def test_a_killed_worker_s_held_trials_come_back_from_their_checkpoints(ray_local, tmp_path):
+    cfg = toy_config(**{**SETS, "stop.max_iterations": 8, "resources.state_on_worker": "always",
+                        "options": {"sleep": 0.05}})
+    killer = KillWorker(at=3)
+    _engine, summary, run_dir = run(cfg, tmp_path, killer)
+    assert killer.killed is not None
+    rows = read_rows(run_dir)  # asserts no iteration was recorded twice
+    assert all(sorted(r) == list(range(1, 9)) for r in rows.values())
+    assert summary["iterations"] == 32 and not summary["errors"]
+    lost = [e for e in journal(run_dir) if e["event"] == "worker_lost"]
+    assert lost and sum(summary["failures"].values()) == len(lost)
+    assert journal(run_dir)[-1]["event"] == "end"
+
+
+def test_a_worker_copies_a_state_while_another_trial_trains(ray_local):
+    """export() runs on the transfer thread: it does not wait for a running segment, and a
+    state not at the iteration asked for is a clear error, never a wrong state."""
+    from pbtune.engines.native.worker import RemoteWorker
+    from tests.engines.test_native import TOY
+
+    w = RemoteWorker.remote(TOY, {"sleep": 1.5}, None, 0, state_on_worker="always")
+    kw = {"metric": "score", "mode": "max"}
+    ray.get(w.run.remote("a", {"lr": 0.5}, 1, 1, **kw)[0])
+    long_run = w.run.remote("b", {"lr": 0.1}, 2, 2, **kw)  # ~3 s of training
+    done, state = w.export.remote("a", 1)
+    ready, _ = ray.wait([done], timeout=2.0)
+    assert ready, "the export waited for the running segment"
+    assert ray.get(state)["iteration"] == 1
+    result = ray.get(long_run[0])
+    assert result["held"] and ray.get(long_run[2]) is None  # no snapshot came back
+    with pytest.raises(ray.exceptions.RayTaskError, match="gone from this worker"):
+        ray.get(w.export.remote("a", 5)[1])
+    ray.kill(w)
+
+
+def test_snapshots_still_go_to_the_store_for_small_states(ray_local, tmp_path):
+    engine, _summary, _run_dir = run(toy_config(**SETS), tmp_path)  # auto: a few bytes each
+    assert all(isinstance(t.snapshot, ray.ObjectRef) for t in engine.coordinator.trials.values())
+
+
+def test_config_rejects_an_unknown_state_setting(tmp_path):
+    with pytest.raises(Exception, match="state_on_worker"):
+        toy_config(**{"resources.state_on_worker": "sometimes"})
