@@ -58,7 +58,9 @@ class LargeState(Workload):
     def __init__(self, config: Any, *, data: Any = None, options: Any = None, seed: int = 0,
                  device: str = "cpu") -> None:
         super().__init__(config, data=data, options=options, seed=seed, device=device)
-        self.blob = np.zeros(int(self.options["state_mb"]) * 2**20 // 4, dtype=np.float32)
+        # Touched memory, as a real model's weights are (np.zeros would map untouched pages
+        # and make the first copy of each state look slower than any later one).
+        self.blob = np.full(int(self.options["state_mb"]) * 2**20 // 4, 0.5, dtype=np.float32)
         self.value = 0.0
 
     def train(self, iterations: int = 1) -> dict[str, float]:
@@ -122,6 +124,20 @@ class Peaks:
         self._thread.join()
 
 
+def copy_cost(state_mb: int) -> tuple[float, float]:
+    """Seconds for one get_state() of the workload: what every copy of a state costs here."""
+    workload = LargeState({"lr": 0.1}, options={"state_mb": state_mb, "compute_s": 0.0})
+    start = time.perf_counter()
+    state = workload.get_state()
+    fresh = time.perf_counter() - start
+    del state
+    start = time.perf_counter()
+    state = workload.get_state()
+    again = time.perf_counter() - start
+    del state, workload
+    return fresh, again
+
+
 def measure(mode: str, state_mb: int, args: Any) -> dict[str, Any]:
     """One run with ``resources.state_on_worker: mode``; its peaks and summary numbers."""
     import json
@@ -147,6 +163,8 @@ def measure(mode: str, state_mb: int, args: Any) -> dict[str, Any]:
         s = result.summary
         rows = [json.loads(x) for x in (result.run_dir / "pbt_global.txt").read_text()
                 .splitlines()]
+        steady = steady_overhead(result.run_dir)
+        segments = len((result.run_dir / "timeline.csv").read_text().splitlines()) - 1
     finally:
         ray.shutdown()
         if args.results is None:
@@ -158,7 +176,29 @@ def measure(mode: str, state_mb: int, args: Any) -> dict[str, Any]:
     return {"mode": mode, "state_mb": state_mb, "plasma": peaks.plasma, "rss": peaks.rss,
             "uss": peaks.uss, "wall_s": s["wall_s"], "compute_s": s["compute_s"],
             "overhead": (slot_s - s["compute_s"]) / slot_s, "overhead_s": slot_s - s["compute_s"],
-            "exploits": s["exploits"], "in_flight": max(per_boundary.values(), default=0)}
+            "exploits": s["exploits"], "in_flight": max(per_boundary.values(), default=0),
+            "steady": steady, "segments": segments}
+
+
+def steady_overhead(run_dir: Path) -> float:
+    """Overhead per segment (s) once warm: a segment's wall minus its compute, averaged over
+    every segment but each trial's first (which builds the workload and grows the worker's
+    memory: costs a run pays once per trial and worker, not per segment)."""
+    import pandas as pd
+
+    rows = pd.read_csv(run_dir / "trials.csv")
+    segments = pd.read_csv(run_dir / "timeline.csv")
+    out = []
+    for trial, group in segments.sort_values("start_s").groupby("trial_id"):
+        done = 0
+        mine = rows[rows["trial_id"] == trial]
+        for k, seg in enumerate(group.itertuples()):
+            compute = mine[(mine["iteration"] > done) & (mine["iteration"] <= seg.iteration)][
+                "time_this_iter_s"].sum()
+            if k > 0:
+                out.append(seg.end_s - seg.start_s - compute)
+            done = seg.iteration
+    return sum(out) / max(1, len(out))
 
 
 def main() -> None:
@@ -175,23 +215,28 @@ def main() -> None:
     parser.add_argument("--results", default=None,
                         help="keep the runs here (default: a temporary folder, deleted after: "
                              "its checkpoints are 4 states of --state-mb each, or more)")
+    parser.add_argument("--only-new", action="store_true",
+                        help="run the new path only, at --state-mb (long iterations)")
     args = parser.parse_args()
-    runs = [measure("never", args.store_mb, args), measure("always", args.store_mb, args)]
-    if args.state_mb != args.store_mb:
+    copy_s = copy_cost(args.state_mb)
+    runs = [] if args.only_new else [measure("never", args.store_mb, args),
+                                     measure("always", args.store_mb, args)]
+    if args.state_mb != args.store_mb or args.only_new:
         runs.append(measure("always", args.state_mb, args))
-    segments = 4 * args.iterations // 2
+    print(f"\none copy of a {args.state_mb} MB state (get_state) here: {copy_s[0]:.2f} s into "
+          f"fresh memory, {copy_s[1]:.2f} s into memory just freed")
     print(f"\n4 trials on 2 workers, {args.iterations} iterations of {args.compute_s} s, "
           f"perturbation every 2; never = today's path (a snapshot in the object store after "
           f"every segment), always = states stay on their workers")
     print(f"{'path':<7} {'state':>7} {'plasma peak':>12} {'bound':>8} {'driver RSS':>11} "
           f"{'driver USS':>11} {'wall s':>7} {'compute s':>10} {'overhead':>9} "
-          f"{'s/segment':>10} {'exploits':>9} {'s/exploit':>10}")
+          f"{'s/segment':>10} {'warm s/seg':>11} {'exploits':>9} {'s/exploit':>10}")
     for r in runs:
         bound = (r["in_flight"] + 1) * r["state_mb"] / 1024  # GB: (exploits in flight + 1) x state
         print(f"{r['mode']:<7} {r['state_mb']:>5} M {r['plasma'] / 2**30:>10.2f} G "
               f"{bound:>6.2f} G {r['rss'] / 2**20:>9.0f} M {r['uss'] / 2**20:>9.0f} M "
               f"{r['wall_s']:>7.1f} {r['compute_s']:>10.1f} {r['overhead']:>9.2%} "
-              f"{r['overhead_s'] / segments:>10.2f} {r['exploits']:>9} "
+              f"{r['overhead_s'] / r['segments']:>10.2f} {r['steady']:>11.2f} {r['exploits']:>9} "
               f"{r['overhead_s'] / max(1, r['exploits']):>10.2f}")
 
 

@@ -8,6 +8,8 @@ killed worker's held trials come back from their checkpoints.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import ray
 
@@ -110,3 +112,58 @@ def test_snapshots_still_go_to_the_store_for_small_states(ray_local, tmp_path):
 def test_config_rejects_an_unknown_state_setting(tmp_path):
     with pytest.raises(Exception, match="state_on_worker"):
         toy_config(**{"resources.state_on_worker": "sometimes"})
+
+
+def test_sigkill_of_a_held_run_then_resume_gives_the_uninterrupted_run(ray_local, tmp_path):
+    """The workers read the cut's checkpoints themselves (FileState) and the run ends as one
+    that was never killed: same decisions, same rows, each once."""
+    from pbtune.cli import main
+    from tests.engines.test_resume import SETS as RESUME_SETS
+    from tests.engines.test_resume import assert_complete, sigkill_driver_after_cut
+
+    held = {"resources.state_on_worker": "always"}
+    run_dir = sigkill_driver_after_cut(tmp_path / "killed", **held)
+    assert main(["resume", str(run_dir), "--quiet"]) == 0
+    assert_complete(run_dir, 12)
+    argv = ["run", "--quiet", "--results-dir", str(tmp_path / "ref")]
+    for key, value in {**RESUME_SETS, **held}.items():
+        argv += ["--set", f"{key}={json.dumps(value)}"]
+    assert main(argv) == 0
+    ref_dir = next((tmp_path / "ref").glob("*/*/journal.jsonl")).parent
+    assert (run_dir / "pbt_global.txt").read_text() == (ref_dir / "pbt_global.txt").read_text()
+    assert table(run_dir) == table(ref_dir)
+
+
+def test_auto_keeps_states_once_the_first_one_is_larger_than_the_threshold(ray_local):
+    from pbtune.engines.native.worker import RemoteWorker
+    from tests.conftest import REPO
+
+    large = f"{REPO}/bench/large_state.py:LargeState"  # a 1 MB float32 blob here
+    kw = {"metric": "score", "mode": "max"}
+    for limit_mb, held_later in ((0.5, True), (512.0, False)):
+        w = RemoteWorker.remote(large, {"state_mb": 1, "compute_s": 0.0}, None, 0,
+                                state_on_worker="auto", large_state_mb=limit_mb)
+        first = w.run.remote("a", {"lr": 0.5}, 1, 1, **kw)
+        assert ray.get(first[2]) is not None  # measured on the first state it returns
+        second = w.run.remote("a", {"lr": 0.5}, 1, 2, **kw)
+        assert bool(ray.get(second[0]).get("held")) is held_later
+        assert (ray.get(second[2]) is None) is held_later
+        ray.kill(w)
+
+
+def test_a_held_state_that_cannot_be_written_stops_the_run_with_one_line(ray_local, tmp_path,
+                                                                          capsys):
+    """Held states are not pickled after every segment to check them; the first write that
+    fails names the file and the cause, and the run stops (exit 2) with what it has kept."""
+    from pbtune.cli import main
+    from tests.engines.test_native import TOY
+
+    code = main(["run", "--quiet", "--no-plots", "--results-dir", str(tmp_path), "--workload",
+                 TOY, "--set", 'options={"state_error_above": 0.0}', "--set", "population=2",
+                 "--set", "stop.max_iterations=2", "--set", "checkpoint_interval=1",
+                 "--set", "resources.state_on_worker=always"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "could not write" in lines[0] and "get_state()" in lines[0]
+    assert "Traceback" not in err

@@ -68,10 +68,10 @@ def assert_complete(run_dir: Path, iterations: int) -> None:
     assert len({tuple(json.loads(d)[:3]) for d in decisions}) == len(decisions)
 
 
-def sigkill_driver_after_cut(root: Path, iteration: int = 4) -> Path:
-    """Start a CLI driver, SIGKILL it (and its local Ray) once a cut reaches ``iteration``;
-    returns its run directory, as a crash leaves it."""
-    proc = start_driver(root)
+def sigkill_driver_after_cut(root: Path, iteration: int = 4, **extra) -> Path:
+    """Start a CLI driver (``extra``: more settings), SIGKILL it (and its local Ray) once a cut
+    reaches ``iteration``; returns its run directory, as a crash leaves it."""
+    proc = start_driver(root, **extra)
     try:
         run_dir = wait_for_cut(root, proc, iteration)
         os.kill(proc.pid, signal.SIGKILL)

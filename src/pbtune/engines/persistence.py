@@ -85,7 +85,7 @@ class Persistence:
             return
         write = None
         if isinstance(command, Checkpoint):
-            write = self.start_write(command.state, self.run_dir / self._path(command))
+            write = self.start_write(command.state, self._path(command))
         elif isinstance(command, SaveBest):  # coalesced: only the newest pending one is written
             self._best = command
             write = self.start_write(command.state, self.store.root / BEST_NAME)
@@ -137,6 +137,7 @@ class Persistence:
                 self._queue.task_done()
 
     def _path(self, c: Checkpoint) -> Path:
+        """Where a checkpoint goes (under ``run_dir``, as the run directory was given)."""
         if c.role == "exploit":  # kept apart from the trial's own state at that iteration
             return self.store.root / c.trial_id / f"iter_{c.iteration:06d}_exploit.pt"
         return self.store.path_for(c.trial_id, c.iteration)
@@ -161,7 +162,7 @@ class Persistence:
 
     def _checkpoint(self, c: Checkpoint, write: Any) -> None:
         try:
-            rec = self._write(c.state, write, self.run_dir / self._path(c), c.trial_id,
+            rec = self._write(c.state, write, self._path(c), c.trial_id,
                               c.iteration)
         except self.lost as exc:  # state lost with its node: no checkpoint
             self.journal.write({"event": "checkpoint_failed", "trial": c.trial_id,

@@ -112,8 +112,9 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
         ``status`` (``"ok"``/``"error"``), ``error`` and ``best_iteration``; ``best_state`` is
         the state at the latest iteration that beat ``best_so_far`` (else None); ``snapshot`` the
         state at the end (None on error, and None without ``snapshot``: a worker that keeps
-        large states live takes no copy). A workload that errors is dropped from ``live``: a
-        diverged or broken state is never continued.
+        large states live takes no copy, and ends the segment after an iteration that beats
+        ``best_so_far``, so the best is its end state). A workload that errors is dropped from
+        ``live``: a diverged or broken state is never continued.
     """
     rows: list[dict[str, Any]] = []
     artifacts: dict[int, dict[str, Any]] = {}  # iteration → the workload's artifacts()
@@ -123,6 +124,8 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
     try:
         workload = load_trial(live, trial_id, make, config, state, include_rng, rng_from)
         while workload.iteration < target_iteration:
+            if best_iteration == workload.iteration and best_state is None:
+                best_state = workload.get_state()  # the best so far is about to change
             step = run_iteration(workload, metric)
             compute_s += step.elapsed_s
             if step.metric_error is None:  # the driver ranks every row it gets by the metric
@@ -136,8 +139,16 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
                         None, None)
             if is_better(step.value, best_so_far, mode):
                 best_so_far = step.value
-                best_state, best_iteration = workload.get_state(), workload.iteration
+                best_iteration = workload.iteration
+                # Held states: copied only if training goes on past it (below), else the end
+                # state is the best.
+                best_state = workload.get_state() if snapshot else None
             if reached(step.value, threshold, mode):
+                break
+            if best_iteration == workload.iteration and not snapshot:
+                # A held state that beat the best ends its segment here: the best is then the
+                # end state, copied once, instead of a copy taken before the next iteration
+                # that the iteration after it may make useless (the trial goes on at once).
                 break
             if deadline is not None and time.time() >= deadline:
                 break
@@ -146,6 +157,8 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
         # A held state (no snapshot) is not pickled here just to check it: for gigabytes that
         # costs seconds and a second copy; its first export or checkpoint reports the problem.
         end_state = workload.get_state() if snapshot else None
+        if best_iteration == workload.iteration and best_state is None:
+            best_state = workload.get_state()  # the end state is the best: one copy of it
         if fresh and snapshot:
             problem = unpicklable(end_state)
             if problem:

@@ -34,7 +34,7 @@ from pbtune.engines.core.events import (
     WorkersChanged,
 )
 from pbtune.engines.node_options import driver_options, resolve_for_node
-from pbtune.engines.segment import run_segment
+from pbtune.engines.segment import Parked, run_segment
 from pbtune.workloads.precision import workload_kwargs
 
 
@@ -47,7 +47,7 @@ class SimWorker:
     node: str
     resources: dict[str, float] = field(default_factory=dict)
     live: dict[str, Any] = field(default_factory=dict)
-    pins: dict[str, tuple[int, Any]] = field(default_factory=dict)  # held mode: trial → copy
+    pins: dict[tuple[str, int], Any] = field(default_factory=dict)  # held: (trial, it) → state
     alive: bool = True
     shape: str = "cpu:1"  # a label as the planner writes it; ``gpu:...`` makes it a GPU worker
     precision: str = "fp32"
@@ -189,10 +189,10 @@ class SimulatedExecutor:
             LookupError: the worker has neither any more.
         """
         w = self.workers[h.worker]
-        pinned = w.pins.get(h.trial_id)
+        pinned = w.pins.get((h.trial_id, h.iteration))
         live = w.live.get(h.trial_id)
-        if pinned is not None and pinned[0] == h.iteration:
-            state = w.pins.pop(h.trial_id)[1]
+        if pinned is not None:
+            state = pinned.get_state()
         elif live is not None and live.iteration == h.iteration:
             state = live.get_state()
         else:
@@ -218,8 +218,6 @@ class SimulatedExecutor:
         r = c.restore or Restore(None)
         try:
             state = self.resolve(r.state)
-            if c.pin_start and isinstance(r.state, Held) and r.state.shared is None:
-                r.state.shared = state  # a released trial that moves: its copy is the pin
             rng_from = None if self._held_here(r.rng_from, c) else self.resolve(r.rng_from)
         except LookupError as exc:  # as the Ray executor reports a state its worker lost
             self.states_gone += 1
@@ -228,13 +226,14 @@ class SimulatedExecutor:
                 c.worker, c.trial_id, "StateGone", str(exc), True, None))
             heapq.heappush(self._queue, (self.now, seq, c.worker))
             return
+        pin = c.pin if self.hold_states and isinstance(c.pin, Held) else None
         if c.drop_from is not None:
-            self.workers[c.drop_from].live.pop(c.trial_id, None)
-            self.workers[c.drop_from].pins.pop(c.trial_id, None)
-        w.pins.pop(c.trial_id, None)
-        if self.hold_states and c.pin_start and c.trial_id in w.live:
+            moved = self.workers[c.drop_from].live.pop(c.trial_id, None)
+            if pin is not None and pin.worker == c.drop_from and moved is not None:
+                self.workers[c.drop_from].pins[(c.trial_id, pin.iteration)] = moved
+        if pin is not None and pin.worker == c.worker and c.trial_id in w.live:
             live = w.live[c.trial_id]
-            w.pins[c.trial_id] = (live.iteration, live.get_state())
+            w.pins[(c.trial_id, live.iteration)] = Parked(live.get_state(), live.iteration)
         options = resolve_for_node(cfg.options, w.resources)
 
         def make() -> Any:

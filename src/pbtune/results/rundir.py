@@ -63,15 +63,18 @@ def create_run_dir(root: str | Path, experiment: str) -> Path:
 
 def package_versions() -> dict[str, str]:
     """Versions of the libraries that decide the numbers."""
+    from importlib import metadata
+
     versions = {"pbtune": __version__, "python": platform.python_version()}
     for name in ("torch", "torchvision", "ray", "numpy"):
         module = sys.modules.get(name)
-        if module is None:
-            try:
-                module = __import__(name)
-            except ImportError:
-                continue
-        versions[name] = getattr(module, "__version__", "unknown")
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "unknown")
+            continue
+        try:  # read from the installed package's metadata: importing torch here to ask would
+            versions[name] = metadata.version(name)  # cost the driver ~2 s and ~300 MB
+        except metadata.PackageNotFoundError:
+            continue
     return versions
 
 

@@ -148,6 +148,11 @@ def write_state_file(path: Path, state: Any) -> dict[str, Any]:
                 pickle.dump(state, out, protocol=pickle.HIGHEST_PROTOCOL)
             f.flush()
             os.fsync(f.fileno())
+            if out.bytes >= 64 * 2**20 and hasattr(os, "posix_fadvise"):
+                # On disk now: its pages need not stay cached. Gigabytes of cached checkpoints
+                # make every later allocation on this machine reclaim them first (measured:
+                # copies of a 1.5 GB state took up to 4 s instead of 0.2 s).
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

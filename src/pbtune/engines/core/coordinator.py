@@ -266,7 +266,8 @@ class PopulationCoordinator:
         self.pool.running[worker] = Running(t.trial_id, now_s, end - t.iteration)
         return RunSegment(worker, t.trial_id, dict(t.config), t.record.seed, end, restore,
                           drop_from, None if self.best is None else self.best["metric"],
-                          pin_start=t.kept is not None and t.kept.iteration == t.iteration)
+                          pin=t.kept.state if t.kept is not None and
+                          t.kept.iteration == t.iteration else None)
 
     # -- boundaries ------------------------------------------------------------------------------
     def _pass_barrier(self) -> list[Command]:

@@ -183,9 +183,10 @@ class RunSegment:
     restore: Restore | None = None  # None: the worker holds the trial live (or it starts fresh)
     drop_from: int | None = None  # a worker whose copy of the trial is obsolete (it moved)
     best_so_far: float | None = None  # the worker returns a state only for a better result
-    # The state the segment starts from is still wanted (its trial was released past a boundary
-    # not decided yet: it may become a donor there): a worker that holds states keeps a copy.
-    pin_start: bool = False
+    # The handle of the state the segment starts from when it is still wanted (its trial was
+    # released past a boundary not decided yet: it may become a donor there): a worker that
+    # holds states keeps a copy of it for as long as the handle lives.
+    pin: Handle = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ into the object store on first use, and turning a dead actor or a lost object in
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -68,14 +69,12 @@ class RayExecutor:
         self._watcher: NodeWatcher | None = None
         self._membership = self.pool.membership()
         self.writes = HeldWrites(self.pool)  # copies, drops and writes of held states
-        res = cfg.resources
         # Checkpoints go to the workers as files (not through the driver) when states are held.
-        self.holding = res.state_on_worker == "always" or (
-            res.state_on_worker == "auto" and self.pool.large_state)
+        self.holding = self.pool.holds_states
 
     def attach(self, run_dir: Any) -> None:
         """Held states are written into ``run_dir`` (a filesystem every node shares)."""
-        self.writes.run_dir = run_dir
+        self.writes.run_dir = Path(run_dir).absolute()  # workers may not share our cwd
 
     def start_write(self, handle: Any, path: Any) -> Any:
         """For the run directory's writer: the worker holding ``handle`` writes it."""
@@ -147,18 +146,23 @@ class RayExecutor:
         held_here = isinstance(r.rng_from, Held) and r.rng_from.worker == c.worker and \
             r.rng_from.trial_id == c.trial_id and r.rng_from.shared is None
         state = self.resolve(r.state, c.worker, consumed)
-        if c.pin_start and isinstance(r.state, Held) and r.state.shared is None:
-            r.state.shared = state  # a released trial that moves: its export is the pin
+        # A released trial's boundary state stays wanted: pinned where it is (a copy when the
+        # trial trains on there; the workload itself when it moves away), while the handle lives.
+        pin = c.pin if isinstance(c.pin, Held) and c.pin.shared is None else None
+        if pin is not None:
+            self.writes.pin(pin)
         rng_from = r.rng_from if r.state is not None and not r.include_rng else None
         # The target's own RNG on the worker that holds it live is taken from there.
         rng = None if held_here else self.resolve(rng_from, c.worker, consumed)
         if c.drop_from is not None:  # after any export of it there (the same queue)
-            self.writes.drop(c.drop_from, c.trial_id)
+            keep = pin.iteration if pin is not None and pin.worker == c.drop_from else None
+            self.writes.drop(c.drop_from, c.trial_id, keep)
         refs = pool.workers[c.worker].run.remote(
             c.trial_id, dict(c.config), c.seed, c.target_iteration, state=state,
             include_rng=r.include_rng, rng_from=rng, metric=self.cfg.metric,
             mode=self.cfg.mode, threshold=self.cfg.stop.metric_threshold,
-            best_so_far=c.best_so_far, deadline=self.deadline, pin_start=c.pin_start,
+            best_so_far=c.best_so_far, deadline=self.deadline,
+            pin_start=pin is not None and pin.worker == c.worker,
             best_to=self.writes.best_path(), after=self.writes.after(c.worker, c.trial_id))
         result, best, snapshot = refs
         self.inflight[result] = (c.worker, c.trial_id, best, snapshot, consumed)

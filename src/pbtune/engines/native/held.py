@@ -18,13 +18,14 @@ No Ray here: :mod:`pbtune.engines.native.worker` exposes these as actor methods.
 from __future__ import annotations
 
 import itertools
-import queue
 import threading
+from collections import deque
 from collections.abc import MutableMapping
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from pbtune.engines.segment import Parked
 from pbtune.store.checkpoints import write_state_file
 
 
@@ -77,22 +78,31 @@ class StateGone(LookupError):
     """The state asked for is not on this worker any more (moved on, dropped, or never here)."""
 
 
+class Superseded(RuntimeError):
+    """A best-result candidate was not written: a newer one from this worker replaced it."""
+
+
 class HeldStates:
     """Copies and writes of the states a worker holds.
 
     Args:
         live: the worker's trial id → live workload mapping (shared with the training thread).
-        pending_writes: states queued for writing at most (a queue full of copies of gigabytes
-            would exhaust host memory: the training thread waits instead).
+        pending_writes: checkpoints queued for writing at most (a queue of copies of gigabytes
+            would exhaust host memory: the caller waits instead). Best-result candidates never
+            wait: a newer one replaces one not started yet (only the newest best matters).
     """
 
-    def __init__(self, live: MutableMapping[str, Any], pending_writes: int = 1) -> None:
+    def __init__(self, live: MutableMapping[str, Any], pending_writes: int = 2) -> None:
         self.live = live
         self.lock = threading.Lock()
         self.training: str | None = None  # the trial the training thread is changing now
-        self.pins: dict[str, tuple[int, Any]] = {}  # trial → (iteration, state copy)
-        self._writes: queue.Queue[tuple[Path, Any, Future[dict[str, Any]]] | None] = \
-            queue.Queue(maxsize=pending_writes)
+        # (trial, iteration) → a state there: a copy, or the workload itself once it moved away
+        self.pins: dict[tuple[str, int], Any] = {}
+        self._cond = threading.Condition()
+        self._jobs: deque[tuple[Path, Any, Future[dict[str, Any]]]] = deque()
+        self._best: tuple[Path, Any, Future[dict[str, Any]]] | None = None
+        self._limit = pending_writes
+        self._closed = False
         self._futures: dict[int, Future[dict[str, Any]]] = {}
         self._tokens = itertools.count(1)
         self._thread: threading.Thread | None = None
@@ -100,12 +110,13 @@ class HeldStates:
     # -- the training thread ---------------------------------------------------------------------
     def begin(self, trial_id: str, pin: bool) -> None:
         """A segment of ``trial_id`` starts: copies of it wait for its end; ``pin`` keeps a copy
-        of the state it starts from (when held here) for an export still to come."""
+        of the state it starts from (when held here) until :meth:`unpin`."""
         with self.lock:
-            self.pins.pop(trial_id, None)
             workload = self.live.get(trial_id)
             if pin and workload is not None:
-                self.pins[trial_id] = (workload.iteration, workload.get_state())
+                key = (trial_id, workload.iteration)
+                if key not in self.pins:
+                    self.pins[key] = Parked(workload.get_state(), workload.iteration)
             self.training = trial_id
 
     def end(self) -> None:
@@ -114,15 +125,16 @@ class HeldStates:
 
     # -- copies (the transfer thread) ------------------------------------------------------------
     def copy(self, trial_id: str, iteration: int) -> Any:
-        """A copy of ``trial_id``'s state at ``iteration`` (its pin, else its live state).
+        """``trial_id``'s state at ``iteration`` (from its pin, else its live state), a copy
+        nobody changes.
 
         Raises:
             StateGone: neither is at ``iteration`` (a coordinator bug, or the trial moved).
         """
         with self.lock:
-            pinned = self.pins.get(trial_id)
-            if pinned is not None and pinned[0] == iteration:
-                return self.pins.pop(trial_id)[1]  # exported once: the executor shares it
+            pinned = self.pins.get((trial_id, iteration))
+            if pinned is not None:
+                return pinned.get_state()  # a pinned copy is never changed: shared as is
             workload = self.live.get(trial_id)
             if workload is not None and self.training != trial_id and \
                     workload.iteration == iteration:
@@ -132,15 +144,23 @@ class HeldStates:
         raise StateGone(f"trial {trial_id}'s state at iteration {iteration} is gone from this "
                         f"worker ({where})")
 
-    def drop(self, trial_id: str) -> None:
+    def drop(self, trial_id: str, keep_at: int | None = None) -> None:
+        """Forget a trial that moved; ``keep_at``: its state there is still wanted (pinned)."""
         with self.lock:
-            self.live.pop(trial_id, None)
-            self.pins.pop(trial_id, None)
+            workload = self.live.pop(trial_id, None)
+            if keep_at is not None and workload is not None and workload.iteration == keep_at:
+                self.pins[(trial_id, keep_at)] = workload  # no copy: nothing trains it here
+
+    def unpin(self, trial_id: str, iteration: int) -> None:
+        with self.lock:
+            self.pins.pop((trial_id, iteration), None)
 
     # -- writes (a background thread) ------------------------------------------------------------
-    def save(self, state: Any, path: Path) -> int:
+    def save(self, state: Any, path: Path, latest_only: bool = False) -> int:
         """Queue ``state`` (a copy nobody else changes) for writing to ``path``; a token for
-        :meth:`saved`. Blocks while the queue is full (back-pressure on the caller)."""
+        :meth:`saved`. A checkpoint waits while ``pending_writes`` are queued; a ``latest_only``
+        write (a best candidate) replaces the one queued before it, whose :meth:`saved` then
+        raises :class:`Superseded`."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="pbtune-held-writer",
                                             daemon=True)
@@ -148,7 +168,16 @@ class HeldStates:
         token = next(self._tokens)
         future: Future[dict[str, Any]] = Future()
         self._futures[token] = future
-        self._writes.put((Path(path), state, future))
+        with self._cond:
+            if latest_only:
+                if self._best is not None:
+                    self._best[2].set_exception(Superseded(f"{self._best[0]}: a newer best"))
+                self._best = (Path(path), state, future)
+            else:
+                while len(self._jobs) >= self._limit:
+                    self._cond.wait()
+                self._jobs.append((Path(path), state, future))
+            self._cond.notify_all()
         return token
 
     def saved(self, token: int, timeout_s: float | None = None) -> dict[str, Any]:
@@ -159,11 +188,21 @@ class HeldStates:
         finally:
             self._futures.pop(token, None)
 
+    def _next(self) -> tuple[Path, Any, Future[dict[str, Any]]] | None:
+        with self._cond:
+            while not self._jobs and self._best is None and not self._closed:
+                self._cond.wait()
+            if self._jobs:
+                job = self._jobs.popleft()
+            elif self._best is not None:
+                job, self._best = self._best, None
+            else:
+                return None  # closed
+            self._cond.notify_all()
+            return job
+
     def _loop(self) -> None:
-        while True:
-            job = self._writes.get()
-            if job is None:
-                return
+        while (job := self._next()) is not None:
             path, state, future = job
             del job
             try:
@@ -174,5 +213,7 @@ class HeldStates:
 
     def close(self) -> None:
         if self._thread is not None:
-            self._writes.put(None)
+            with self._cond:
+                self._closed = True
+                self._cond.notify_all()
             self._thread.join(timeout=600)

@@ -23,6 +23,8 @@ from typing import Any
 import ray
 
 from pbtune.engines.core.events import Held
+from pbtune.engines.native.held import StateGone
+from pbtune.errors import UserError
 from pbtune.store.checkpoints import LazyState
 
 Write = Callable[[], dict[str, Any]]  # waits for a worker's write: {"sha256", "bytes"}
@@ -42,13 +44,38 @@ class BestFile:
         done.atexit = False  # at exit Ray is gone; the next session removes leftovers
 
     def wait(self) -> dict[str, Any]:
-        return ray.get(self.worker.saved.remote(self.token))
+        return _written(self.worker.saved.remote(self.token), str(self.path))
+
+
+def _written(ref: Any, path: str) -> dict[str, Any]:
+    """A worker's write's record. Its state gone with the worker stays a Ray error (the writer
+    skips that checkpoint); a full or read-only disk is the OSError itself (the run stops with
+    the disk message); anything else is the user's state: a one-line error that says so."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if cause is None or isinstance(cause, StateGone):
+            raise
+        if isinstance(cause, OSError):
+            raise cause from None
+        first = (str(cause).strip().splitlines() or [""])[0]
+        raise UserError(f"a worker could not write {path} ({type(cause).__name__}: {first}); "
+                        "get_state() must return what torch.save or pickle can write (tensors, "
+                        "arrays, numbers, dicts, lists)") from None
 
 
 def _remove(worker: Any, token: Any, path: str) -> None:
     try:
         worker.remove_file.remote(token, path)
     except Exception:  # Ray already shut down, or the worker is gone with its files' writes
+        pass
+
+
+def _unpin(worker: Any, trial_id: str, iteration: int) -> None:
+    try:
+        worker.unpin.remote(trial_id, iteration)
+    except Exception:  # Ray already shut down, or the worker is gone with its pins
         pass
 
 
@@ -91,8 +118,13 @@ class HeldWrites:
             handle.shared = self.export(handle)
         handle.consumers += 1
 
-    def drop(self, worker: int, trial_id: str) -> None:
-        self._last[(worker, trial_id)] = self.pool.workers[worker].drop.remote(trial_id)
+    def drop(self, worker: int, trial_id: str, keep_at: int | None = None) -> None:
+        self._last[(worker, trial_id)] = self.pool.workers[worker].drop.remote(trial_id, keep_at)
+
+    def pin(self, h: Held) -> None:
+        """``h`` is pinned on its worker: unpinned there once the driver has dropped ``h``."""
+        done = weakref.finalize(h, _unpin, self.pool.workers[h.worker], h.trial_id, h.iteration)
+        done.atexit = False
 
     # -- writes ----------------------------------------------------------------------------------
     def start_write(self, handle: Any, path: Path) -> Write | None:
@@ -106,13 +138,14 @@ class HeldWrites:
             return moved
         if not isinstance(handle, Held):
             return None
+        path = Path(path).absolute()  # the worker's working directory may differ from ours
         worker = self.pool.workers[handle.worker]
         if handle.shared is not None:  # its copy is in the object store: any worker can write it
             token = worker.save_state.remote(handle.shared, str(path))
         else:
             token = worker.save.remote(handle.trial_id, handle.iteration, str(path))
             self._last[(handle.worker, handle.trial_id)] = token
-        return lambda: ray.get(worker.saved.remote(token))
+        return lambda: _written(worker.saved.remote(token), str(path))
 
     def discard(self, handle: Any) -> None:
         """A best candidate that is no longer the best: its file goes when the handle does."""

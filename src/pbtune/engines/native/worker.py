@@ -212,10 +212,15 @@ class Worker:
         Path(path).unlink(missing_ok=True)
 
     @ray.method(concurrency_group="transfer")
-    def drop(self, trial_id: str) -> bool:
-        """Forget a trial that moved (its live state and any pin)."""
-        self.held.drop(trial_id)
+    def drop(self, trial_id: str, keep_at: int | None = None) -> bool:
+        """Forget a trial that moved; ``keep_at``: keep its state there (pinned, uncopied)."""
+        self.held.drop(trial_id, keep_at)
         return True
+
+    @ray.method(concurrency_group="transfer")
+    def unpin(self, trial_id: str, iteration: int) -> None:
+        """The pinned state is no longer wanted (its handle is gone from the driver)."""
+        self.held.unpin(trial_id, iteration)
 
     @ray.method(num_returns=3)
     def run(
@@ -280,7 +285,7 @@ class Worker:
             result, best, _ = out
             result["held"] = True
             if best is not None and best_to is not None:
-                result["best_token"] = self.held.save(best, Path(best_to))
+                result["best_token"] = self.held.save(best, Path(best_to), latest_only=True)
                 result["best_path"] = best_to
             out = (result, None, None)
         if self.live_trials is not None and park(self.trials, self.live_trials):
