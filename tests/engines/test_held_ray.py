@@ -167,3 +167,28 @@ def test_a_held_state_that_cannot_be_written_stops_the_run_with_one_line(ray_loc
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "could not write" in lines[0] and "get_state()" in lines[0]
     assert "Traceback" not in err
+
+
+class KillDonor:
+    """Kills the donor's worker the moment an exploit is decided: its state's export (asked
+    for just before) fails, and so does the target's segment that needed it."""
+
+    def __init__(self) -> None:
+        self.engine, self.killed = None, None
+
+    def on_exploit(self, decision):
+        if self.killed is None:
+            self.killed = self.engine.coordinator.trials[decision.donor].worker
+            ray.kill(self.engine.pool.workers[self.killed])
+
+
+def test_a_donor_lost_during_its_export_costs_a_rollback_not_a_trial(ray_local, tmp_path):
+    cfg = toy_config(**{**SETS, "resources.state_on_worker": "always", "checkpoint_interval": 1,
+                        "options": {"sleep": 0.05}})
+    killer = KillDonor()
+    _engine, summary, run_dir = run(cfg, tmp_path, killer)
+    assert killer.killed is not None
+    assert not summary["errors"], summary["errors"]  # no trial is blamed for a lost input
+    rows = read_rows(run_dir)  # each iteration once
+    assert all(sorted(r) == list(range(1, 7)) for r in rows.values())
+    assert [e for e in journal(run_dir) if e["event"] == "worker_lost"]

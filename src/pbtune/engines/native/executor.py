@@ -214,6 +214,8 @@ class RayExecutor:
         cause = getattr(exc, "cause", None) or exc
         if isinstance(exc, ray.exceptions.ObjectLostError) or isinstance(
                 cause, (StateGone, CheckpointCorrupt, FileNotFoundError)) or (
+                isinstance(exc, ray.exceptions.RayTaskError)  # an input's task failed in Ray
+                and isinstance(cause, ray.exceptions.RayError)) or (  # (a donor's export, OOM)
                 isinstance(exc, ray.exceptions.ActorDiedError)
                 and not self.writes.is_worker(worker, exc)):  # the donor's worker died
             return SegmentLost(worker, trial_id, type(cause).__name__, str(cause), True, None)

@@ -19,15 +19,6 @@ from pbtune.engines.native.worker import RemoteWorker
 from pbtune.engines.node_options import driver_options
 from pbtune.errors import UserError
 
-# Workers that hold large states copy them often (best results, exploits, checkpoints). glibc
-# serves blocks that large with fresh mmap'd pages and unmaps them when freed — always so on the
-# threads Ray runs actor methods on (their arenas cannot hold them) — so every copy page-faults
-# its whole size again. From the main heap a freed block is reused. Measured here, a 1.5 GB copy
-# in an actor: 0.08 s instead of 0.15-4.4 s. The process keeps its peak memory (it needs it for
-# the next copy). Read by glibc at process start: set in the actor's environment.
-HELD_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**40), "MALLOC_TRIM_THRESHOLD_": str(2**40),
-               "MALLOC_ARENA_MAX": "1"}
-
 
 class WorkerPool:
     """One Ray actor per planned slot, all sharing one object-store copy of the data per node.
@@ -144,10 +135,7 @@ class WorkerPool:
         """One worker actor for ``spec``: its device, threads and precision follow its shape."""
         workload, options, res, deterministic = self._args
         device = "cuda" if spec.kind == "gpu" else "cpu"
-        placement = self.gpus.options(spec)
-        if self.holds_states:
-            placement["runtime_env"] = {"env_vars": HELD_MALLOC}
-        handle = RemoteWorker.options(**placement).remote(
+        handle = RemoteWorker.options(**self.gpus.options(spec)).remote(
             workload, options, None, spec.index, device, max(1, int(spec.num_cpus)),
             shape=spec.shape, precision=getattr(res.precision, spec.kind),
             gpu_share=spec.num_gpus, live_trials=res.gpu_live_trials,
