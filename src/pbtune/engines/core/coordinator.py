@@ -259,15 +259,13 @@ class PopulationCoordinator:
                 if t.snapshot is None:
                     raise RuntimeError(f"trial {t.trial_id} has no state to move")
                 restore = Restore(t.snapshot)
-        t.running_from = t.resume_point()
-        t.pending = None
+        t.running_from, t.pending = t.resume_point(), None
         end = self.bar.end(t, self.barrier)
+        pin = t.kept.state if t.kept is not None and t.kept.iteration == t.iteration else None
         t.status, t.worker = RUNNING, worker
         self.pool.running[worker] = Running(t.trial_id, now_s, end - t.iteration)
         return RunSegment(worker, t.trial_id, dict(t.config), t.record.seed, end, restore,
-                          drop_from, None if self.best is None else self.best["metric"],
-                          pin=t.kept.state if t.kept is not None and
-                          t.kept.iteration == t.iteration else None)
+                          drop_from, None if self.best is None else self.best["metric"], pin)
 
     # -- boundaries ------------------------------------------------------------------------------
     def _pass_barrier(self) -> list[Command]:
