@@ -235,4 +235,17 @@ class RayExecutor:
         return SegmentLost(worker, trial_id, type(exc).__name__, str(exc), False, replaced)
 
     def shutdown(self) -> None:
+        """Stop the workers; held-state writes still queued finish first, and best candidates
+        no one took are removed (their removal, asked for when their handles died, may not
+        have run on a worker that is now gone)."""
+        run_dir = self.writes.run_dir
+        if run_dir is not None:
+            live = [w for i, w in enumerate(self.pool.workers) if i not in self.pool.dead]
+            try:
+                ray.get([w.finish_writes.remote() for w in live], timeout=120)
+            except ray.exceptions.RayError:  # a worker already gone: nothing more to finish
+                pass
         self.pool.shutdown()
+        if run_dir is not None:
+            for stale in Path(run_dir, "checkpoints").glob(".best_candidate_*"):
+                stale.unlink(missing_ok=True)

@@ -172,9 +172,6 @@ class Worker:
             "precision": self.precision,
         }
 
-    def holding(self) -> list[str]:
-        return sorted(self.trials)
-
     # -- the large-state path (see held.py): copies and writes off the training thread ---------
     @ray.method(concurrency_group="transfer", num_returns=2)
     def export(self, trial_id: str, iteration: int) -> tuple[bool, Any]:
@@ -200,6 +197,11 @@ class Worker:
     def saved(self, token: int) -> dict[str, Any]:
         """``{"sha256", "bytes"}`` of a file :meth:`save` wrote (waits for the write)."""
         return self.held.saved(token)
+
+    @ray.method(concurrency_group="wait")
+    def finish_writes(self) -> None:
+        """Write what is queued, then stop the writer (the run is ending)."""
+        self.held.close()
 
     @ray.method(concurrency_group="wait")
     def remove_file(self, token: int, path: str) -> None:
