@@ -124,8 +124,6 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
     try:
         workload = load_trial(live, trial_id, make, config, state, include_rng, rng_from)
         while workload.iteration < target_iteration:
-            if best_iteration == workload.iteration and best_state is None:
-                best_state = workload.get_state()  # the best so far is about to change
             step = run_iteration(workload, metric)
             compute_s += step.elapsed_s
             if step.metric_error is None:  # the driver ranks every row it gets by the metric
@@ -140,8 +138,7 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
             if is_better(step.value, best_so_far, mode):
                 best_so_far = step.value
                 best_iteration = workload.iteration
-                # Held states: copied only if training goes on past it (below), else the end
-                # state is the best.
+                # Held states: the segment ends here (below), so the end state is the best.
                 best_state = workload.get_state() if snapshot else None
             if reached(step.value, threshold, mode):
                 break

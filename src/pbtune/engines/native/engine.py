@@ -81,8 +81,6 @@ class NativeEngine:
         ex.load = self.persistence.store.load
         if hasattr(ex, "attach"):
             ex.attach(Path(run_dir))
-        for stale in (Path(run_dir) / "checkpoints").glob(".best_candidate_*"):
-            stale.unlink(missing_ok=True)  # a crashed session's unfinished candidates
 
     def restore(self, cut: dict[str, Any], counts: dict[str, int], best: dict[str, Any] | None,
                 exploits: int) -> None:

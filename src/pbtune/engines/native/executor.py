@@ -69,12 +69,11 @@ class RayExecutor:
         self._watcher: NodeWatcher | None = None
         self._membership = self.pool.membership()
         self.writes = HeldWrites(self.pool)  # copies, drops and writes of held states
-        # Checkpoints go to the workers as files (not through the driver) when states are held.
-        self.holding = self.pool.holds_states
 
     def attach(self, run_dir: Any) -> None:
         """Held states are written into ``run_dir`` (a filesystem every node shares)."""
         self.writes.run_dir = Path(run_dir).absolute()  # workers may not share our cwd
+        self.writes.remove_candidates()  # a crashed session's unfinished ones
 
     def start_write(self, handle: Any, path: Any) -> Any:
         """For the run directory's writer: the worker holding ``handle`` writes it."""
@@ -115,7 +114,8 @@ class RayExecutor:
         files are put in the object store once), a :class:`FileState` when states are held, a
         held state's shared copy (counted in ``consumed``) or its export from its worker."""
         if isinstance(handle, OnDisk):
-            if self.holding and self.writes.run_dir is not None:
+            # Held states: checkpoints go to the workers as files, not through the driver.
+            if self.pool.holds_states and self.writes.run_dir is not None:
                 return FileState(str(self.writes.run_dir / handle.path), handle.sha256)
             if handle not in self._disk:
                 self._disk[handle] = ray.put(self.load(handle.record()))
@@ -246,6 +246,4 @@ class RayExecutor:
             except ray.exceptions.RayError:  # a worker already gone: nothing more to finish
                 pass
         self.pool.shutdown()
-        if run_dir is not None:
-            for stale in Path(run_dir, "checkpoints").glob(".best_candidate_*"):
-                stale.unlink(missing_ok=True)
+        self.writes.remove_candidates()

@@ -164,6 +164,13 @@ class HeldWrites:
         return BestFile(self.pool.workers[worker], token, Path(result["best_path"]),
                         int(result["best_iteration"]))
 
+    def remove_candidates(self) -> None:
+        """Delete best candidates nobody took: a crashed session's, or ones whose removal (asked
+        for when their handles died) was lost with a worker that is gone."""
+        if self.run_dir is not None:
+            for stale in Path(self.run_dir, "checkpoints").glob(".best_candidate_*"):
+                stale.unlink(missing_ok=True)
+
     @staticmethod
     def owns(handle: Any) -> bool:
         return isinstance(handle, BestFile)
