@@ -14,13 +14,17 @@ touches the blob, so every state differs. 4 trials on 2 workers, perturbation ev
 
 Printed, for today's path (``resources.state_on_worker: never``) and the new one (``always``)
 side by side at ``--store-mb``, then the new one alone at ``--state-mb`` (today's would not fit
-in this machine's memory there): peak object-store (plasma) bytes and the issue's bound on it,
-(exploits in flight + 1) x state; peak driver RSS and USS (RSS counts the shared object-store
-pages the driver maps when it reads a state zero-copy; USS is its own memory only); the run's
-wall and compute; overhead as a share of slot time (1 - efficiency) and overhead seconds per
-segment and per exploit.
+in this machine's memory there), with and without reused copy buffers
+(``resources.state_buffers``; ``-nobuf``): peak object-store (plasma) bytes and the issue's
+bound on it, (exploits in flight + 1) x state, the exploits in flight being the most donor
+copies the engine had in the store at once; peak driver RSS and USS (RSS counts the shared
+object-store pages the driver maps when it reads a state zero-copy; USS is its own memory
+only); the run's wall and compute; overhead as a share of slot time (1 - efficiency),
+overhead seconds per segment and per exploit, and once warm (each trial's first segment, which
+builds its workload, left out) per segment and as a share of those segments' compute.
 
-    .venv/bin/python bench/large_state.py                  # 512 MB both paths, then 1536 MB
+    .venv/bin/python bench/large_state.py                  # 10 s iterations (~18 min)
+    .venv/bin/python bench/large_state.py --compute-s 1 --iterations 16   # the worst case
 """
 
 from __future__ import annotations
@@ -78,8 +82,18 @@ class LargeState(Workload):
         return {"blob": self.blob.copy(), "value": self.value, "iteration": self.iteration,
                 "config": dict(self.config)}
 
+    def state_view(self) -> dict[str, Any]:
+        """get_state() without the copy: lets a worker copy into memory it reuses."""
+        return {"blob": self.blob, "value": self.value, "iteration": self.iteration,
+                "config": dict(self.config)}
+
     def set_state(self, state: Any, *, include_rng: bool = True) -> None:
-        self.blob = np.array(state["blob"], copy=True)
+        # Into the blob this trial has (as torch's load_state_dict copies into parameters):
+        # new memory costs a page fault per 4 KB.
+        if self.blob.shape == np.shape(state["blob"]):
+            np.copyto(self.blob, state["blob"])
+        else:
+            self.blob = np.array(state["blob"], copy=True)
         self.value, self.iteration = float(state["value"]), int(state["iteration"])
         self.config.update(state["config"])
 
@@ -138,8 +152,9 @@ def copy_cost(state_mb: int) -> tuple[float, float]:
     return fresh, again
 
 
-def measure(mode: str, state_mb: int, args: Any) -> dict[str, Any]:
-    """One run with ``resources.state_on_worker: mode``; its peaks and summary numbers."""
+def measure(mode: str, state_mb: int, args: Any, buffers: int = 2) -> dict[str, Any]:
+    """One run with ``resources.state_on_worker: mode`` and ``resources.state_buffers``; its
+    peaks and summary numbers."""
     import json
     import tempfile
 
@@ -155,7 +170,7 @@ def measure(mode: str, state_mb: int, args: Any) -> dict[str, Any]:
             result = pbtune.run(workload=f"{HERE}:LargeState", results_dir=results,
                                 progress=False, plots=False, overrides={
                 "population": 4, "resources.slots": 2, "resources.reserve_cpus": 0,
-                "resources.state_on_worker": mode,
+                "resources.state_on_worker": mode, "resources.state_buffers": buffers,
                 "stop.max_iterations": args.iterations, "stop.metric_threshold": None,
                 "pbt.perturbation_interval": 2, "pbt.quantile_fraction": 0.25,
                 "checkpoint_interval": args.checkpoint_interval or args.iterations,
@@ -172,33 +187,39 @@ def measure(mode: str, state_mb: int, args: Any) -> dict[str, Any]:
     per_boundary: dict[int, int] = {}
     for row in rows:
         per_boundary[row[2]] = per_boundary.get(row[2], 0) + 1
+    # Exploits in flight at once: what the engine counted (donor copies alive together), else
+    # (today's path: no exports) the most exploits decided at one boundary.
+    in_flight = s.get("held_states", {}).get("exports_in_flight_peak",
+                                                max(per_boundary.values(), default=0))
     slot_s = s["slots"] * s["wall_s"]
-    return {"mode": mode, "state_mb": state_mb, "plasma": peaks.plasma, "rss": peaks.rss,
+    label = mode if mode == "never" or buffers else f"{mode}-nobuf"
+    return {"mode": label, "state_mb": state_mb, "plasma": peaks.plasma, "rss": peaks.rss,
             "uss": peaks.uss, "wall_s": s["wall_s"], "compute_s": s["compute_s"],
             "overhead": (slot_s - s["compute_s"]) / slot_s, "overhead_s": slot_s - s["compute_s"],
-            "exploits": s["exploits"], "in_flight": max(per_boundary.values(), default=0),
+            "exploits": s["exploits"], "in_flight": in_flight,
             "steady": steady, "segments": segments}
 
 
-def steady_overhead(run_dir: Path) -> float:
-    """Overhead per segment (s) once warm: a segment's wall minus its compute, averaged over
-    every segment but each trial's first (which builds the workload and grows the worker's
-    memory: costs a run pays once per trial and worker, not per segment)."""
+def steady_overhead(run_dir: Path) -> tuple[float, float]:
+    """Once warm: overhead per segment (s; a segment's wall minus its compute) and as a share of
+    those segments' compute, over every segment but each trial's first (which builds the
+    workload and grows the worker's memory: costs a run pays once per trial and worker)."""
     import pandas as pd
 
     rows = pd.read_csv(run_dir / "trials.csv")
     segments = pd.read_csv(run_dir / "timeline.csv")
-    out = []
+    overhead, compute = [], 0.0
     for trial, group in segments.sort_values("start_s").groupby("trial_id"):
         done = 0
         mine = rows[rows["trial_id"] == trial]
         for k, seg in enumerate(group.itertuples()):
-            compute = mine[(mine["iteration"] > done) & (mine["iteration"] <= seg.iteration)][
+            spent = mine[(mine["iteration"] > done) & (mine["iteration"] <= seg.iteration)][
                 "time_this_iter_s"].sum()
             if k > 0:
-                out.append(seg.end_s - seg.start_s - compute)
+                overhead.append(seg.end_s - seg.start_s - spent)
+                compute += spent
             done = seg.iteration
-    return sum(out) / max(1, len(out))
+    return sum(overhead) / max(1, len(overhead)), sum(overhead) / max(compute, 1e-9)
 
 
 def main() -> None:
@@ -208,8 +229,11 @@ def main() -> None:
     parser.add_argument("--store-mb", type=int, default=512,
                         help="the state size both paths run at, side by side (today's path "
                              "needs about 13x this in memory: 1536 does not fit in 24 GiB)")
-    parser.add_argument("--compute-s", type=float, default=1.0)
-    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--compute-s", type=float, default=10.0,
+                        help="seconds of 'training' per iteration (a model whose state is "
+                             "1.5 GB, ~130M parameters with Adam, takes far longer per "
+                             "save/eval/report cycle; 1 s shows the worst case)")
+    parser.add_argument("--iterations", type=int, default=12)
     parser.add_argument("--checkpoint-interval", type=int, default=None,
                         help="iterations between checkpoints (default: only at the end)")
     parser.add_argument("--results", default=None,
@@ -217,26 +241,32 @@ def main() -> None:
                              "its checkpoints are 4 states of --state-mb each, or more)")
     parser.add_argument("--only-new", action="store_true",
                         help="run the new path only, at --state-mb (long iterations)")
+    parser.add_argument("--no-compare-buffers", action="store_true",
+                        help="skip the new path's run without reused copy buffers "
+                             "(resources.state_buffers: 0)")
     args = parser.parse_args()
     copy_s = copy_cost(args.state_mb)
     runs = [] if args.only_new else [measure("never", args.store_mb, args),
                                      measure("always", args.store_mb, args)]
     if args.state_mb != args.store_mb or args.only_new:
         runs.append(measure("always", args.state_mb, args))
+    if not args.no_compare_buffers:  # the same without reused copy buffers
+        runs.append(measure("always", args.state_mb, args, buffers=0))
     print(f"\none copy of a {args.state_mb} MB state (get_state) here: {copy_s[0]:.2f} s into "
           f"fresh memory, {copy_s[1]:.2f} s into memory just freed")
     print(f"\n4 trials on 2 workers, {args.iterations} iterations of {args.compute_s} s, "
           f"perturbation every 2; never = today's path (a snapshot in the object store after "
           f"every segment), always = states stay on their workers")
-    print(f"{'path':<7} {'state':>7} {'plasma peak':>12} {'bound':>8} {'driver RSS':>11} "
+    print(f"{'path':<13} {'state':>7} {'plasma peak':>12} {'bound':>8} {'driver RSS':>11} "
           f"{'driver USS':>11} {'wall s':>7} {'compute s':>10} {'overhead':>9} "
-          f"{'s/segment':>10} {'warm s/seg':>11} {'exploits':>9} {'s/exploit':>10}")
+          f"{'s/segment':>10} {'warm s/seg':>11} {'warm ovh':>9} {'exploits':>9} {'s/exploit':>10}")
     for r in runs:
         bound = (r["in_flight"] + 1) * r["state_mb"] / 1024  # GB: (exploits in flight + 1) x state
-        print(f"{r['mode']:<7} {r['state_mb']:>5} M {r['plasma'] / 2**30:>10.2f} G "
+        print(f"{r['mode']:<13} {r['state_mb']:>5} M {r['plasma'] / 2**30:>10.2f} G "
               f"{bound:>6.2f} G {r['rss'] / 2**20:>9.0f} M {r['uss'] / 2**20:>9.0f} M "
               f"{r['wall_s']:>7.1f} {r['compute_s']:>10.1f} {r['overhead']:>9.2%} "
-              f"{r['overhead_s'] / r['segments']:>10.2f} {r['steady']:>11.2f} {r['exploits']:>9} "
+              f"{r['overhead_s'] / r['segments']:>10.2f} {r['steady'][0]:>11.2f} "
+              f"{r['steady'][1]:>9.2%} {r['exploits']:>9} "
               f"{r['overhead_s'] / max(1, r['exploits']):>10.2f}")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pbtune.engines.native import held as held_module
+from pbtune.engines.native import held_writer as held_module
 from pbtune.engines.native.held import HeldStates, StateGone, Superseded, state_nbytes
 from pbtune.store.checkpoints import file_sha256, load_state
 
@@ -90,15 +90,20 @@ def test_a_newer_best_candidate_replaces_one_not_written_yet(tmp_path, monkeypat
 
     monkeypatch.setattr(held_module, "write_state_file", slow)
     h = HeldStates({})
-    first = h.save({"n": 0}, tmp_path / "c0.pt", latest_only=True)
+    first = h.save({"n": 0}, tmp_path / "c0.pt", best=(0.0, "max"))
     assert started.wait(10)  # being written: it is not replaced
-    older = h.save({"n": 1}, tmp_path / "c1.pt", latest_only=True)
-    newer = h.save({"n": 2}, tmp_path / "c2.pt", latest_only=True)  # never waits
+    older = h.save({"n": 1}, tmp_path / "c1.pt", best=(1.0, "max"))
+    newer = h.save({"n": 2}, tmp_path / "c2.pt", best=(2.0, "max"))  # never waits
+    # Newer but worse (its segment started before the queued best was known): dropped, since
+    # the queued one may be the run's best.
+    worse = h.save({"n": 3}, tmp_path / "c3.pt", best=(1.5, "max"))
     release.set()
     assert h.saved(first, 30)["bytes"] > 0 and h.saved(newer, 30)["bytes"] > 0
-    with pytest.raises(Superseded):
-        h.saved(older, 30)
-    assert not (tmp_path / "c1.pt").exists() and load_state(tmp_path / "c2.pt") == {"n": 2}
+    for lost in (older, worse):
+        with pytest.raises(Superseded):
+            h.saved(lost, 30)
+    assert not (tmp_path / "c1.pt").exists() and not (tmp_path / "c3.pt").exists()
+    assert load_state(tmp_path / "c2.pt") == {"n": 2}
     h.close()
 
 
@@ -134,3 +139,92 @@ def test_unknown_paths_are_written_where_asked(tmp_path):
     h = HeldStates({})
     assert h.saved(h.save({}, Path(tmp_path) / "deep" / "x.pt"), 30)["bytes"] > 0
     h.close()
+
+
+def _blocked_writer(monkeypatch):
+    """The writer thread stalls on its first file until the returned event is set."""
+    release, started = threading.Event(), threading.Event()
+    real = held_module.write_state_file
+
+    def slow(path, state):
+        if not started.is_set():
+            started.set()
+            release.wait(10)
+        return real(path, state)
+
+    monkeypatch.setattr(held_module, "write_state_file", slow)
+    return started, release
+
+
+@pytest.mark.parametrize("then", ["writer", "begin", "drop", "drop_keep"])
+def test_a_live_best_candidate_is_the_state_at_its_iteration_whoever_copies_it(
+        tmp_path, monkeypatch, then):
+    """A best candidate is queued uncopied (Live); the writer copies it when it gets to it,
+    or the trial's next segment (begin) or its move (drop) copies it first. In every order
+    the file holds the state at the candidate's iteration."""
+    from pbtune.engines.native.held import Live
+
+    started, release = _blocked_writer(monkeypatch)
+    live = {"a": Counter()}
+    h = HeldStates(live)
+    h.save({"x": 0}, tmp_path / "first.pt")  # keeps the writer busy
+    assert started.wait(10)
+    live["a"].step()
+    token = h.save(Live("a", 1), tmp_path / "best.pt", best=(1.5, "max"))
+    if then == "begin":
+        h.begin("a", pin=False)
+        live["a"].step()  # trains on: the candidate was copied before
+        h.end()
+    elif then in ("drop", "drop_keep"):
+        h.drop("a", keep_at=1 if then == "drop_keep" else None)
+    release.set()
+    h.saved(token, 30)
+    assert load_state(tmp_path / "best.pt") == {"iteration": 1, "value": 1.5}
+    h.close()
+
+
+def test_a_live_candidate_whose_state_left_is_an_error_not_a_wrong_file(tmp_path, monkeypatch):
+    from pbtune.engines.native.held import Live
+
+    started, release = _blocked_writer(monkeypatch)
+    h = HeldStates({"a": Counter()})
+    h.save({"x": 0}, tmp_path / "first.pt")
+    assert started.wait(10)
+    token = h.save(Live("a", 3), tmp_path / "best.pt", best=(1.0, "max"))  # never at 3
+    release.set()
+    with pytest.raises(StateGone):
+        h.saved(token, 30)
+    assert not (tmp_path / "best.pt").exists()
+    h.close()
+
+
+def test_a_copy_in_progress_holds_up_its_own_trial_only():
+    """Copies run outside the lock: a slow copy of trial a delays a's next segment (it would
+    change the state being copied) but not b's."""
+    live = {"a": Counter(), "b": Counter()}
+    h = HeldStates(live)
+    live["a"].step()
+    entered, release = threading.Event(), threading.Event()
+    real = h.buffers.copy
+
+    def slow(workload):
+        entered.set()
+        release.wait(10)
+        return real(workload)
+
+    h.buffers.copy = slow
+    out = {}
+    copier = threading.Thread(target=lambda: out.setdefault("copy", h.copy("a", 1)))
+    copier.start()
+    assert entered.wait(10)
+    h.begin("b", pin=False)  # not held up
+    h.end()
+    a_began = threading.Event()
+    starter = threading.Thread(target=lambda: (h.begin("a", pin=False), a_began.set()))
+    starter.start()
+    assert not a_began.wait(0.5)  # a waits for its copy
+    release.set()
+    assert a_began.wait(10)
+    copier.join(10)
+    starter.join(10)
+    assert out["copy"] == {"iteration": 1, "value": 1.5}

@@ -47,6 +47,10 @@ def test_held_states_give_the_snapshot_run_and_write_their_own_files(ray_local, 
     engine, got, run_dir = run(toy_config(**SETS, **{"resources.state_on_worker": "always"}),
                                tmp_path / "held")
     assert got["exploits"] > 0 and got["exploits"] == ref["exploits"]
+    # Donor copies: at most one per exploit (targets of one donor share it), some in flight.
+    assert "held_states" not in ref
+    assert 1 <= got["held_states"]["exports"] <= got["exploits"]
+    assert 1 <= got["held_states"]["exports_in_flight_peak"] <= got["held_states"]["exports"]
     assert (run_dir / "pbt_global.txt").read_text() == (ref_dir / "pbt_global.txt").read_text()
     assert table(run_dir) == table(ref_dir) and got["best"] == ref["best"]
     # No trial state ever came back to the driver: every handle it kept names a worker.
@@ -192,3 +196,33 @@ def test_a_donor_lost_during_its_export_costs_a_rollback_not_a_trial(ray_local, 
     rows = read_rows(run_dir)  # each iteration once
     assert all(sorted(r) == list(range(1, 7)) for r in rows.values())
     assert [e for e in journal(run_dir) if e["event"] == "worker_lost"]
+
+
+def test_an_exported_copy_is_in_the_store_before_its_memory_is_reused(ray_local):
+    """export() returns a copy Ray serialises after the call; its arrays go back for reuse only
+    once Ray has dropped it, so every exported state is the one at its own iteration."""
+    from pathlib import Path
+
+    from pbtune.engines.native.worker import RemoteWorker
+
+    bench = Path(__file__).resolve().parents[2] / "bench" / "large_state.py"
+    w = RemoteWorker.remote(f"{bench}:LargeState", {"state_mb": 4, "compute_s": 0.0}, None, 0,
+                            state_on_worker="always", state_buffers=1)
+    kw = {"metric": "score", "mode": "max"}
+    refs, after = [], None
+    for it in range(1, 6):
+        # pin_start: a copy of the start state stays pinned while later copies are taken
+        ray.get(w.run.remote("a", {"lr": 0.5}, 1, it, after=after, pin_start=True, **kw)[0])
+        after, state = w.export.remote("a", it)
+        refs.append(state)
+        if it > 1:
+            after, state = w.export.remote("a", it - 1)  # from the pin
+            refs.append(state)
+    reused = ray.get(w.__ray_call__.remote(lambda self: self.held.buffers.reused))
+    assert reused >= 3  # the copies' memory was reused...
+    for ref in refs:  # ...and no exported or pinned state changed under its reader
+        s = ray.get(ref)
+        it = s["iteration"]
+        assert s["value"] == 0.5 * it
+        assert (s["blob"][:it] == 1.5).all() and (s["blob"][it:] == 0.5).all(), it
+    ray.kill(w)

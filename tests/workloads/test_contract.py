@@ -152,6 +152,41 @@ def _equal(a: Any, b: Any) -> bool:
     return torch.equal(a, b) if isinstance(a, torch.Tensor) else np.array_equal(a, b)
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal structure and values, tensors compared by dtype, device and value."""
+    if isinstance(a, (torch.Tensor, np.ndarray)):
+        return type(a) is type(b) and a.dtype == b.dtype and _equal(a, b) and (
+            not isinstance(a, torch.Tensor) or a.device == b.device)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return type(a) is type(b) and len(a) == len(b) and all(
+            _same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
+def test_copies_into_reused_buffers_are_get_state(case: Case) -> None:
+    """A worker that holds large states copies them with ``state_view()`` into memory it reuses
+    (engines/native/buffers.py). The copy must be exactly ``get_state()``, and a copy taken into
+    the memory of an older one must not keep anything of it."""
+    from pbtune.engines.native.buffers import CopyBuffers
+
+    workload = case.build(seed=0)
+    workload.train(1)
+    buffers = CopyBuffers(limit=1)
+    first = buffers.copy(workload)
+    assert _same(first, workload.get_state())
+    del first
+    workload.train(1)
+    second = buffers.copy(workload)
+    assert _same(second, workload.get_state())
+    if callable(getattr(workload, "state_view", None)):
+        assert buffers.reused == 1, "state_view() exists but the copy did not reuse memory"
+    fresh = case.build(seed=7)
+    fresh.set_state(pickle.loads(pickle.dumps(second)))
+    assert fresh.evaluate() == workload.evaluate()
+
+
 def test_apply_hyperparameters_in_place(case: Case) -> None:
     workload = case.build(seed=0)
     workload.train(1)  # so optimisers hold buffers

@@ -152,6 +152,10 @@ class ResourceConfig(_Model):
     # large_state_mb.
     state_on_worker: Literal["auto", "always", "never"] = "auto"
     large_state_mb: Float = Field(512.0, gt=0)  # MB: auto keeps larger states on their workers
+    # Copies of held states each worker keeps for reuse (states of host memory beyond its live
+    # trials): a copy into memory already touched is many times faster than into new memory.
+    # 0: every copy takes new memory.
+    state_buffers: int = Field(2, ge=0)
 
     @field_validator("resource_allocation", mode="before")
     @classmethod

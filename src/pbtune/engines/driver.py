@@ -128,6 +128,8 @@ class Driver:
                 p.close()
         summary = summarize(coord, wall_s, ex.pool.size, startup_s, engine="native",
                             scheduling=self.cfg.scheduling)
+        if held := ex.stats():  # exports and the most in the object store at once
+            summary["held_states"] = held
         self.route([Notify("on_end", (summary, best_state))])
         if p is not None and not coord.interrupted:
             journal = JournalFile(p.run_dir)

@@ -99,6 +99,7 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
                 threshold: float | None = None, best_so_far: float | None = None,
                 deadline: float | None = None, stop: Callable[[], bool] = lambda: False,
                 extra: Callable[[], dict[str, Any]] = dict, snapshot: bool = True,
+                copy_state: Callable[[Any], Any] | None = lambda w: w.get_state(),
                 ) -> tuple[dict[str, Any], Any, Any]:
     """Train a trial up to ``target_iteration``, evaluating after every iteration.
 
@@ -114,7 +115,8 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
         state at the end (None on error, and None without ``snapshot``: a worker that keeps
         large states live takes no copy, and ends the segment after an iteration that beats
         ``best_so_far``, so the best is its end state). A workload that errors is dropped from
-        ``live``: a diverged or broken state is never continued.
+        ``live``: a diverged or broken state is never continued. ``copy_state(workload)``
+        takes a held best state's copy; None: none is taken (the caller copies it later).
     """
     rows: list[dict[str, Any]] = []
     artifacts: dict[int, dict[str, Any]] = {}  # iteration → the workload's artifacts()
@@ -154,8 +156,8 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
         # A held state (no snapshot) is not pickled here just to check it: for gigabytes that
         # costs seconds and a second copy; its first export or checkpoint reports the problem.
         end_state = workload.get_state() if snapshot else None
-        if best_iteration == workload.iteration and best_state is None:
-            best_state = workload.get_state()  # the end state is the best: one copy of it
+        if best_iteration == workload.iteration and best_state is None and copy_state:
+            best_state = copy_state(workload)  # the end state is the best: one copy of it
         if fresh and snapshot:
             problem = unpicklable(end_state)
             if problem:
@@ -164,6 +166,7 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
                          "status": "error", "error": problem}, None, None)
         return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
                  "status": "ok", "error": None, "best_iteration": best_iteration,
+                 "best_value": best_so_far if best_iteration is not None else None,
                  "artifacts": artifacts}, best_state, end_state)
     except Exception as exc:  # user code failed: the trial errors, the run goes on
         live.pop(trial_id, None)

@@ -286,6 +286,9 @@ class SimulatedExecutor:
             return entry[2]
         return None
 
+    def stats(self) -> dict[str, int]:
+        return {}  # the summary's held-state transfers are the Ray executor's (exports in store)
+
     def shutdown(self) -> None:
         self.inflight.clear()
         self._queue.clear()

@@ -14,12 +14,13 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 import torch
+
+from pbtune.store.copies import copy_state
 
 __all__ = [
     "configure_threads",
@@ -107,18 +108,7 @@ def state_to_cpu(obj: Any) -> Any:
     Why: a state must never alias the live model (it would change under the next ``train``) and
     must be CPU-only to travel through the object store or be loaded on a CPU-only node.
     """
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, OrderedDict):
-        return OrderedDict((k, state_to_cpu(v)) for k, v in obj.items())
-    if isinstance(obj, dict):
-        return {k: state_to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [state_to_cpu(v) for v in obj]
-    if isinstance(obj, tuple):
-        items = [state_to_cpu(v) for v in obj]
-        return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
-    return copy.deepcopy(obj)
+    return copy_state(obj)
 
 
 def set_determinism(deterministic: bool) -> None:
@@ -151,14 +141,63 @@ def limit_gpu_memory(share: float) -> None:
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> None:
-    """``optimizer.load_state_dict`` on a copy of ``state``.
+    """``optimizer.load_state_dict`` on a copy of ``state`` — or, when the optimiser already has
+    state of the same layout (a trial that has trained, loading an exploit's donor), a copy
+    into its own tensors.
 
-    Why: ``load_state_dict`` keeps a CPU tensor it is given when the parameter is on the CPU too
-    (it only casts), so the optimiser's momentum buffers *are* the state's tensors: training on
-    would change a donor's snapshot under every other trial that loads it (an exploit can hand
-    one donor state to several targets) and under the coordinator's recovery point.
+    Why a copy: ``load_state_dict`` keeps a CPU tensor it is given when the parameter is on the
+    CPU too (it only casts), so the optimiser's momentum buffers *are* the state's tensors:
+    training on would change a donor's snapshot under every other trial that loads it (an
+    exploit can hand one donor state to several targets) and under the coordinator's recovery
+    point. Why into its own tensors: for a large model (AdamW moments of gigabytes) a copy into
+    new memory faults in every page, and on a GPU a deep copy on the host comes first.
     """
-    optimizer.load_state_dict(copy.deepcopy(dict(state)))
+    if not _load_in_place(optimizer, state):
+        optimizer.load_state_dict(copy.deepcopy(dict(state)))
+
+
+def _load_in_place(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> bool:
+    """What ``load_state_dict`` does, into the tensors the optimiser holds; False (nothing
+    changed) unless groups, parameters, state keys and shapes all match."""
+    groups, saved_groups, saved = optimizer.param_groups, state.get("param_groups"), state.get(
+        "state")
+    if (not isinstance(saved_groups, list) or not isinstance(saved, Mapping) or not saved
+            or len(groups) != len(saved_groups)
+            or getattr(optimizer, "_optimizer_load_state_dict_pre_hooks", None)
+            or getattr(optimizer, "_optimizer_load_state_dict_post_hooks", None)):
+        return False
+    params: dict[Any, torch.Tensor] = {}
+    for group, old in zip(groups, saved_groups, strict=True):
+        if set(group) != set(old) or len(group["params"]) != len(old["params"]):
+            return False
+        params.update(zip(old["params"], group["params"], strict=True))
+    if not set(saved) <= set(params) or \
+            {id(params[k]) for k in saved} != {id(p) for p, s in optimizer.state.items() if s}:
+        return False
+    for key, values in saved.items():
+        mine = optimizer.state[params[key]]
+        if set(mine) != set(values) or any(
+                isinstance(v, torch.Tensor) != isinstance(mine[n], torch.Tensor)
+                or (isinstance(v, torch.Tensor) and v.shape != mine[n].shape)
+                for n, v in values.items()):
+            return False
+    with torch.no_grad():
+        for key, values in saved.items():
+            mine = optimizer.state[params[key]]
+            for name, value in values.items():
+                if isinstance(value, torch.Tensor):
+                    mine[name].copy_(value)  # casts to the parameter's dtype and device
+                else:
+                    mine[name] = copy.deepcopy(value)
+        for group, old in zip(groups, saved_groups, strict=True):
+            for name, value in old.items():
+                if name == "params":
+                    continue
+                if isinstance(group[name], torch.Tensor):  # capturable/fused: a tensor lr
+                    group[name].copy_(torch.as_tensor(value))
+                else:
+                    group[name] = copy.deepcopy(value)
+    return True
 
 
 def optimizer_state_to_device(optimizer: torch.optim.Optimizer, device: str | torch.device) -> None:

@@ -27,10 +27,9 @@ from pbtune.workloads._torch_utils import (
     generator_state,
     restore_generator,
     seeded_generator,
-    state_to_cpu,
 )
 
-__all__ = ["BatchOrder", "OwnedGlobalRng", "named_objects", "pack_states", "unpack_states"]
+__all__ = ["BatchOrder", "OwnedGlobalRng", "named_objects", "unpack_states", "view_states"]
 
 _GLOBAL_SEED_OFFSET = 1_000_003  # the global stream must differ from the data-order stream
 
@@ -139,12 +138,13 @@ def named_objects(built: Any, default: str, kind: type, method: str) -> dict[str
     return named
 
 
-def pack_states(built: Any, named: Mapping[str, Any]) -> Any:
-    """CPU copies of the objects' ``state_dict()``: one, or a dict when a dict was built."""
+def view_states(built: Any, named: Mapping[str, Any]) -> Any:
+    """The objects' ``state_dict()`` (live tensors): one, or a dict when a dict was built."""
     states = {k: v.state_dict() for k, v in named.items()}
-    return state_to_cpu(states if isinstance(built, Mapping) else next(iter(states.values())))
+    return states if isinstance(built, Mapping) else next(iter(states.values()))
+
 
 
 def unpack_states(built: Any, named: Mapping[str, Any], saved: Any) -> dict[str, Any]:
-    """:func:`pack_states`'s output by name again."""
+    """:func:`view_states`'s layout (as copied) by name again."""
     return dict(saved) if isinstance(built, Mapping) else {next(iter(named)): saved}

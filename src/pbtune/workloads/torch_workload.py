@@ -47,8 +47,8 @@ from pbtune.workloads.torch_state import (
     BatchOrder,
     OwnedGlobalRng,
     named_objects,
-    pack_states,
     unpack_states,
+    view_states,
 )
 
 __all__ = ["TorchWorkload"]
@@ -262,14 +262,18 @@ class TorchWorkload(Workload):
     # ---- state -----------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
         """CPU copies: model(s), optimiser(s), scheduler(s), loss scaler, both RNG streams."""
-        return {"model": pack_states(self.model, self.models),
-                "optimizer": pack_states(self.optimizer, self.optimizers),
-                "scheduler": (pack_states(self.scheduler, self.schedulers) if self.schedulers
+        return state_to_cpu(self.state_view())
+
+    def state_view(self) -> dict[str, Any]:
+        """:meth:`get_state` before the copy: the live tensors, wherever they are."""
+        return {"model": view_states(self.model, self.models),
+                "optimizer": view_states(self.optimizer, self.optimizers),
+                "scheduler": (view_states(self.scheduler, self.schedulers) if self.schedulers
                               else None),
                 "scaler": self.scaler.state_dict(),
                 "rng": {"order": self._order.get_state(), "torch": self._rng.get_state()},
                 "iteration": int(self.iteration), "config": dict(self.config),
-                "extra": state_to_cpu(self.extra_state())}
+                "extra": self.extra_state()}
 
     def set_state(self, state: Mapping[str, Any], *, include_rng: bool = True) -> None:
         """Load a state (copied in, never aliased); ``include_rng=False`` (exploit) keeps this

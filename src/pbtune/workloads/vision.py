@@ -265,9 +265,13 @@ class VisionWorkload(Workload):
 
     def get_state(self) -> dict[str, Any]:
         """CPU copies of model, optimiser (incl. momentum buffers) and both RNG streams."""
+        return state_to_cpu(self.state_view())
+
+    def state_view(self) -> dict[str, Any]:
+        """:meth:`get_state` before the copy: the live tensors, wherever they are."""
         return {
-            "model": state_to_cpu(self.model.state_dict()),
-            "optimizer": state_to_cpu(self.optimizer.state_dict()),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
             "rng": {"data": generator_state(self.generator),
                     "augment": self.aug_rng.get_state()},
             "scaler": self.scaler.state_dict(),  # fp16 loss scale; {} otherwise

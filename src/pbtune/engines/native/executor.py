@@ -199,9 +199,7 @@ class RayExecutor:
         except ray.exceptions.RayError as exc:
             return self._failed(worker, trial_id, exc)
         for held in consumed:  # loaded: the donor copy is freed once no target still needs it
-            held.consumers -= 1
-            if held.consumers <= 0:
-                held.shared = None
+            self.writes.loaded(held)
         if result.get("held"):  # the state stays on the worker: handles name it there
             snapshot = Held(worker, trial_id, result["iteration"]) \
                 if result["status"] == "ok" else None
@@ -233,6 +231,10 @@ class RayExecutor:
         replaced = self.pool.replace(worker)
         self.writes.forget(worker)
         return SegmentLost(worker, trial_id, type(exc).__name__, str(exc), False, replaced)
+
+    def stats(self) -> dict[str, int]:
+        """What the summary reports of held states (nothing when states go to the store)."""
+        return self.writes.stats() if self.writes.exports or self.pool.holds_states else {}
 
     def shutdown(self) -> None:
         """Stop the workers; held-state writes still queued finish first, and best candidates

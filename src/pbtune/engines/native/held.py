@@ -8,8 +8,10 @@ that *holds* its states keeps each trial live and hands out a copy only when one
 - a checkpoint or a best-result candidate, written by this worker to the (shared) run
   directory, atomically, on a background thread while training goes on (:meth:`save`).
 
-Every copy is taken under one lock, never while the trial it copies is training, so a copy is
-the state at exactly the iteration the coordinator asked for. A trial released past a boundary
+A copy is never taken while the trial it copies is training (a segment of a trial waits for
+copies of it in progress; copies of other trials go on beside it), so a copy is the state at
+exactly the iteration the coordinator asked for. Copies go into memory the worker reuses
+(:mod:`pbtune.engines.native.buffers`). A trial released past a boundary
 whose decisions are not made yet may still be a donor there: its segment *pins* a copy of the
 state it starts from (:meth:`begin`), dropped once exported or when the trial runs again.
 No Ray here: :mod:`pbtune.engines.native.worker` exposes these as actor methods.
@@ -17,16 +19,19 @@ No Ray here: :mod:`pbtune.engines.native.worker` exposes these as actor methods.
 
 from __future__ import annotations
 
-import itertools
 import threading
-from collections import deque
+from collections import Counter
 from collections.abc import MutableMapping
-from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pbtune.engines.native.buffers import CopyBuffers
+from pbtune.engines.native.held_writer import Live, Superseded, Writer
 from pbtune.engines.segment import Parked
-from pbtune.store.checkpoints import write_state_file
+
+__all__ = ["FileState", "HeldStates", "Live", "StateGone", "Superseded", "holds_states",
+           "materialize", "state_nbytes"]
 
 
 def holds_states(setting: str, cls: Any) -> bool | None:
@@ -74,12 +79,16 @@ def materialize(state: Any) -> Any:
     return state.load() if isinstance(state, FileState) else state
 
 
+@dataclass(frozen=True)
+class _Copying:
+    """A workload whose state is being copied (its trial waits to train until it is done)."""
+
+    trial_id: str
+    workload: Any
+
+
 class StateGone(LookupError):
     """The state asked for is not on this worker any more (moved on, dropped, or never here)."""
-
-
-class Superseded(RuntimeError):
-    """A best-result candidate was not written: a newer one from this worker replaced it."""
 
 
 class HeldStates:
@@ -90,33 +99,34 @@ class HeldStates:
         pending_writes: checkpoints queued for writing at most (a queue of copies of gigabytes
             would exhaust host memory: the caller waits instead). Best-result candidates never
             wait: a newer one replaces one not started yet (only the newest best matters).
+        buffers: copies kept for reuse (:class:`~pbtune.engines.native.buffers.CopyBuffers`).
     """
 
-    def __init__(self, live: MutableMapping[str, Any], pending_writes: int = 2) -> None:
+    def __init__(self, live: MutableMapping[str, Any], pending_writes: int = 2,
+                 buffers: int = 2) -> None:
         self.live = live
-        self.lock = threading.Lock()
+        self.buffers = CopyBuffers(buffers)
+        # Guards live, pins, training and copying; copies themselves run outside it, so a copy
+        # of one trial never holds up the start of another's segment.
+        self.lock = threading.Condition()
         self.training: str | None = None  # the trial the training thread is changing now
+        self.copying: Counter[str] = Counter()  # trial → copies of its live state in progress
         # (trial, iteration) → a state there: a copy, or the workload itself once it moved away
         self.pins: dict[tuple[str, int], Any] = {}
-        self._cond = threading.Condition()
-        self._jobs: deque[tuple[Path, Any, Future[dict[str, Any]]]] = deque()
-        self._best: tuple[Path, Any, Future[dict[str, Any]]] | None = None
-        self._limit = pending_writes
-        self._closed = False
-        self._futures: dict[int, Future[dict[str, Any]]] = {}
-        self._tokens = itertools.count(1)
-        self._thread: threading.Thread | None = None
+        self.writer = Writer(self.lock, self._resolve, pending_writes)
 
     # -- the training thread ---------------------------------------------------------------------
     def begin(self, trial_id: str, pin: bool) -> None:
         """A segment of ``trial_id`` starts: copies of it wait for its end; ``pin`` keeps a copy
         of the state it starts from (when held here) until :meth:`unpin`."""
         with self.lock:
+            self.lock.wait_for(lambda: not self.copying[trial_id])
+            self._copy_live_best(trial_id)
             workload = self.live.get(trial_id)
             if pin and workload is not None:
                 key = (trial_id, workload.iteration)
                 if key not in self.pins:
-                    self.pins[key] = Parked(workload.get_state(), workload.iteration)
+                    self.pins[key] = Parked(self.buffers.copy(workload), workload.iteration)
             self.training = trial_id
 
     def end(self) -> None:
@@ -132,21 +142,42 @@ class HeldStates:
             StateGone: neither is at ``iteration`` (a coordinator bug, or the trial moved).
         """
         with self.lock:
-            pinned = self.pins.get((trial_id, iteration))
-            if pinned is not None:
-                return pinned.get_state()  # a pinned copy is never changed: shared as is
+            source = self._source(trial_id, iteration)
+            if not isinstance(source, _Copying):
+                return source
+        return self._copy_out(source)
+
+    def _source(self, trial_id: str, iteration: int) -> Any:
+        """The copy to share (a pinned one), or a :class:`_Copying` of the workload to copy,
+        marked so that its trial cannot start training until the copy is done. The caller
+        holds self.lock."""
+        pinned = self.pins.get((trial_id, iteration))
+        if isinstance(pinned, Parked):
+            return pinned.state  # a pinned copy is never changed: shared as is
+        workload = pinned  # a workload that moved away and was pinned: nothing trains it
+        if workload is None:
             workload = self.live.get(trial_id)
-            if workload is not None and self.training != trial_id and \
-                    workload.iteration == iteration:
-                return workload.get_state()
-        where = "not held here" if workload is None else (
-            "training" if self.training == trial_id else f"at iteration {workload.iteration}")
-        raise StateGone(f"trial {trial_id}'s state at iteration {iteration} is gone from this "
-                        f"worker ({where})")
+            if workload is None or self.training == trial_id or workload.iteration != iteration:
+                where = "not held here" if workload is None else (
+                    "training" if self.training == trial_id else
+                    f"at iteration {workload.iteration}")
+                raise StateGone(f"trial {trial_id}'s state at iteration {iteration} is gone "
+                                f"from this worker ({where})")
+        self.copying[trial_id] += 1
+        return _Copying(trial_id, workload)
+
+    def _copy_out(self, source: _Copying) -> Any:
+        try:
+            return self.buffers.copy(source.workload)
+        finally:
+            with self.lock:
+                self.copying[source.trial_id] -= 1
+                self.lock.notify_all()
 
     def drop(self, trial_id: str, keep_at: int | None = None) -> None:
         """Forget a trial that moved; ``keep_at``: its state there is still wanted (pinned)."""
         with self.lock:
+            self._copy_live_best(trial_id)
             workload = self.live.pop(trial_id, None)
             if keep_at is not None and workload is not None and workload.iteration == keep_at:
                 self.pins[(trial_id, keep_at)] = workload  # no copy: nothing trains it here
@@ -155,65 +186,32 @@ class HeldStates:
         with self.lock:
             self.pins.pop((trial_id, iteration), None)
 
-    # -- writes (a background thread) ------------------------------------------------------------
-    def save(self, state: Any, path: Path, latest_only: bool = False) -> int:
-        """Queue ``state`` (a copy nobody else changes) for writing to ``path``; a token for
-        :meth:`saved`. A checkpoint waits while ``pending_writes`` are queued; a ``latest_only``
-        write (a best candidate) replaces the one queued before it, whose :meth:`saved` then
-        raises :class:`Superseded`."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name="pbtune-held-writer",
-                                            daemon=True)
-            self._thread.start()
-        token = next(self._tokens)
-        future: Future[dict[str, Any]] = Future()
-        self._futures[token] = future
-        with self._cond:
-            if latest_only:
-                if self._best is not None:
-                    self._best[2].set_exception(Superseded(f"{self._best[0]}: a newer best"))
-                self._best = (Path(path), state, future)
-            else:
-                while len(self._jobs) >= self._limit:
-                    self._cond.wait()
-                self._jobs.append((Path(path), state, future))
-            self._cond.notify_all()
-        return token
+    def _copy_live_best(self, trial_id: str) -> None:
+        """A best candidate still live (:class:`Live`) of ``trial_id``, which is about to change
+        or leave, is copied now (the caller holds self.lock)."""
+        def now(live: Live) -> Any:
+            source = self._source(live.trial_id, live.iteration)
+            if isinstance(source, _Copying):  # copied here, under the lock: it is ours
+                self.copying[trial_id] -= 1
+                return self.buffers.copy(source.workload)
+            return source
+        self.writer.copy_live(trial_id, now)
+
+    def _resolve(self, live: Live) -> Any:
+        """For the writer, under self.lock: a callable that returns the candidate's state."""
+        source = self._source(live.trial_id, live.iteration)
+        if isinstance(source, _Copying):
+            return lambda: self._copy_out(source)
+        return lambda: source
+
+    # -- writes (a background thread, :mod:`pbtune.engines.native.held_writer`) ------------------
+    def save(self, state: Any, path: Path, best: tuple[float, str] | None = None) -> int:
+        """Queue a copy (or a :class:`Live` best candidate) for writing; see :meth:`Writer.save`."""
+        return self.writer.save(state, path, best)
 
     def saved(self, token: int, timeout_s: float | None = None) -> dict[str, Any]:
-        """``{"sha256", "bytes"}`` of the file once written (raises the write's error)."""
-        future = self._futures[token]
-        try:
-            return future.result(timeout_s)
-        finally:
-            self._futures.pop(token, None)
-
-    def _next(self) -> tuple[Path, Any, Future[dict[str, Any]]] | None:
-        with self._cond:
-            while not self._jobs and self._best is None and not self._closed:
-                self._cond.wait()
-            if self._jobs:
-                job = self._jobs.popleft()
-            elif self._best is not None:
-                job, self._best = self._best, None
-            else:
-                return None  # closed
-            self._cond.notify_all()
-            return job
-
-    def _loop(self) -> None:
-        while (job := self._next()) is not None:
-            path, state, future = job
-            del job
-            try:
-                future.set_result(write_state_file(path, state))
-            except BaseException as exc:  # reported to whoever waits for it
-                future.set_exception(exc)
-            del state  # the copy's memory goes back before the next one is taken
+        return self.writer.saved(token, timeout_s)
 
     def close(self) -> None:
-        if self._thread is not None:
-            with self._cond:
-                self._closed = True
-                self._cond.notify_all()
-            self._thread.join(timeout=600)
+        self.writer.close()
+        self.buffers.clear()

@@ -23,7 +23,7 @@ from typing import Any
 import ray
 
 from pbtune.engines.core.events import Held
-from pbtune.engines.native.held import StateGone
+from pbtune.engines.native.held import StateGone, Superseded
 from pbtune.errors import UserError
 from pbtune.store.checkpoints import LazyState
 
@@ -55,8 +55,8 @@ def _written(ref: Any, path: str) -> dict[str, Any]:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:
         cause = getattr(exc, "cause", None)
-        if cause is None or isinstance(cause, StateGone):
-            raise
+        if cause is None or isinstance(cause, (StateGone, Superseded)):
+            raise  # a Ray error: the write is skipped (a best candidate: a better one follows)
         if isinstance(cause, OSError):
             raise cause from None
         first = (str(cause).strip().splitlines() or [""])[0]
@@ -87,6 +87,7 @@ class HeldWrites:
         self.run_dir: Path | None = None
         self._last: dict[tuple[int, str], Any] = {}  # (worker, trial) → latest queued call's ref
         self._seq = itertools.count()
+        self.exports = self.shared_now = self.shared_peak = 0  # donor copies: made, alive, most
 
     # -- ordering --------------------------------------------------------------------------------
     def after(self, worker: int, trial_id: str) -> Any:
@@ -116,7 +117,22 @@ class HeldWrites:
             return  # already in the object store or on disk
         if handle.shared is None:
             handle.shared = self.export(handle)
+            self.exports += 1
+            self.shared_now += 1
+            self.shared_peak = max(self.shared_peak, self.shared_now)
         handle.consumers += 1
+
+    def loaded(self, handle: Held) -> None:
+        """One target of ``handle``'s shared copy has loaded it; the last one frees it."""
+        handle.consumers -= 1
+        if handle.consumers <= 0 and handle.shared is not None:
+            handle.shared = None
+            self.shared_now -= 1
+
+    def stats(self) -> dict[str, int]:
+        """Donor copies exported, and the most in the object store at once (its peak is about
+        that many states: the issue-19 bound is exploits in flight + 1)."""
+        return {"exports": self.exports, "exports_in_flight_peak": self.shared_peak}
 
     def drop(self, worker: int, trial_id: str, keep_at: int | None = None) -> None:
         self._last[(worker, trial_id)] = self.pool.workers[worker].drop.remote(trial_id, keep_at)

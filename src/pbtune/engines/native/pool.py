@@ -140,7 +140,7 @@ class WorkerPool:
             shape=spec.shape, precision=getattr(res.precision, spec.kind),
             gpu_share=spec.num_gpus, live_trials=res.gpu_live_trials,
             deterministic=deterministic, state_on_worker=res.state_on_worker,
-            large_state_mb=res.large_state_mb)
+            large_state_mb=res.large_state_mb, state_buffers=res.state_buffers)
         if self.data_ref is not None:  # a replacement worker: the data is shared already
             handle.set_data.remote(self.data_ref)
         if self._stop_sent:  # started while the run stops: it must not start a segment either

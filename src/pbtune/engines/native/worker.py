@@ -26,7 +26,7 @@ from typing import Any
 
 import ray
 
-from pbtune.engines.native.held import HeldStates, holds_states, materialize, state_nbytes
+from pbtune.engines.native.held import HeldStates, Live, holds_states, materialize, state_nbytes
 from pbtune.engines.node_options import resolve_here
 from pbtune.engines.segment import park, run_segment
 
@@ -70,8 +70,8 @@ class Worker:
             the GPU is known).
         state_on_worker: ``resources.state_on_worker``: ``always``/``never`` keep trial states
             on this worker (no snapshot in the object store after a segment), ``auto`` follows
-            the workload's ``large_state`` flag, else the size of the first state it returns
-            against ``large_state_mb`` (see :mod:`pbtune.engines.native.held`).
+            the workload's ``large_state`` flag, else the first state's size against
+            ``large_state_mb`` (see held.py); ``state_buffers``: copies kept for reuse.
     """
 
     def __init__(
@@ -88,8 +88,7 @@ class Worker:
         gpu_share: float = 0.0,
         live_trials: int | None = None,
         deterministic: bool = False,
-        state_on_worker: str = "auto",
-        large_state_mb: float = 512.0,
+        state_on_worker: str = "auto", large_state_mb: float = 512.0, state_buffers: int = 2,
     ) -> None:
         from pbtune.workloads import get
         from pbtune.workloads.precision import resolve, workload_kwargs
@@ -135,7 +134,7 @@ class Worker:
         # Once set it stays set: a stopped run submits no further segments.
         self._stop = threading.Event()
         self.trials: dict[str, Any] = {}  # trial id → live workload object
-        self.held = HeldStates(self.trials)
+        self.held = HeldStates(self.trials, buffers=state_buffers)
         self.holds: bool | None = holds_states(state_on_worker, self.cls)  # None: size decides
         self.large_state_bytes = large_state_mb * 2**20
         import psutil
@@ -246,9 +245,8 @@ class Worker:
     ) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any] | None]:
         """Train one trial up to ``target_iteration``, evaluating after every iteration.
 
-        Stops early when the trial's metric reaches ``threshold``, its loss or metric stops being
-        finite, the wall clock passes ``deadline`` (epoch seconds) or :meth:`request_stop` was
-        called.
+        Stops early when its metric reaches ``threshold``, its loss or metric stops being finite,
+        the clock passes ``deadline`` (epoch s) or :meth:`request_stop` was called.
 
         Returns:
             ``(result, best_state, snapshot)`` as three objects, so the driver keeps only
@@ -258,15 +256,14 @@ class Worker:
             beat ``best_so_far`` (latest such), else ``None``; ``snapshot`` is the state at the end
             (``None`` on error): the driver keeps a reference as the trial's recovery point if this
             worker dies, as the donor state on exploit, and writes it as a checkpoint at multiples
-            of ``checkpoint_interval``. It costs one ``get_state`` per segment and one state per
-            live trial in the object store (the previous one is freed when the driver drops it).
+            of ``checkpoint_interval`` (a get_state per segment, a state per trial in the store).
 
             A worker that holds its states (:attr:`holds`) returns no snapshot and sets
             ``result["held"]``; ``pin_start`` keeps a copy of the state the segment starts from
-            (the trial may be a donor at a boundary not decided yet); its best state is written
-            to ``best_to`` in the background (``result["best_token"]`` for :meth:`saved`), or
-            dropped without a run directory. ``after`` (resolved by Ray, unused) is the last
-            copy or drop of this trial queued here: the segment starts once it is done.
+            (it may be a donor at a boundary not decided yet); its best state is written to
+            ``best_to`` in the background (``result["best_token"]`` for :meth:`saved`).
+            ``after`` (resolved by Ray, unused) is the last copy or drop of this trial queued
+            here: the segment starts once it is done.
         """
         holds = self.holds
         self.held.begin(trial_id, pin_start and holds is not False)
@@ -278,16 +275,19 @@ class Worker:
                 config, target_iteration, state=materialize(state), include_rng=include_rng,
                 rng_from=materialize(rng_from), metric=metric, mode=mode, threshold=threshold,
                 best_so_far=best_so_far, deadline=deadline, stop=self._stop.is_set,
-                extra=lambda: resource_usage(self.process), snapshot=holds is not True)
+                extra=lambda: resource_usage(self.process), snapshot=holds is not True,
+                copy_state=None)  # a held best is copied later, if still wanted (held.py)
         finally:
             self.held.end()
         if holds is None and out[2] is not None:  # decided once, by the first state's size
             self.holds = state_nbytes(out[2]) > self.large_state_bytes
         if holds:
-            result, best, _ = out
+            result = out[0]
             result["held"] = True
-            if best is not None and best_to is not None:
-                result["best_token"] = self.held.save(best, Path(best_to), latest_only=True)
+            if result.get("best_iteration") is not None and best_to is not None:
+                result["best_token"] = self.held.save(
+                    Live(trial_id, result["best_iteration"]), Path(best_to),
+                    best=(result["best_value"], mode))
                 result["best_path"] = best_to
             out = (result, None, None)
         if self.live_trials is not None and park(self.trials, self.live_trials):

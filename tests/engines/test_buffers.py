@@ -1,0 +1,114 @@
+"""CopyBuffers: a worker's copies of held states reuse the memory of copies nobody holds."""
+
+from __future__ import annotations
+
+import gc
+import pickle
+import threading
+
+import numpy as np
+
+from pbtune.engines.native.buffers import CopyBuffers, HeldCopy
+from pbtune.engines.native.held import HeldStates
+from pbtune.store.checkpoints import load_state, write_state_file
+
+
+class Blob:
+    """A workload-like object: a big array and a counter, with a state view."""
+
+    def __init__(self, n: int = 1000, view: bool = True) -> None:
+        self.blob = np.zeros(n, dtype=np.float32)
+        self.iteration = 0
+        if not view:
+            self.state_view = None
+
+    def train(self) -> None:
+        self.iteration += 1
+        self.blob[:] = self.iteration
+
+    def get_state(self) -> dict:
+        return {"blob": self.blob.copy(), "iteration": self.iteration}
+
+    def state_view(self) -> dict:
+        return {"blob": self.blob, "iteration": self.iteration}
+
+
+def test_a_copy_dropped_is_reused_by_the_next_one():
+    w, buffers = Blob(), CopyBuffers(limit=2)
+    first = buffers.copy(w)
+    address = first["blob"].ctypes.data
+    assert isinstance(first, HeldCopy) and first["iteration"] == 0
+    del first
+    gc.collect()
+    w.train()
+    second = buffers.copy(w)
+    assert second["blob"].ctypes.data == address and buffers.reused == 1
+    assert second["iteration"] == 1 and (second["blob"] == 1).all()
+
+
+def test_a_copy_still_held_is_never_written_into():
+    w, buffers = Blob(), CopyBuffers(limit=2)
+    kept = [buffers.copy(w)]
+    for _ in range(5):
+        w.train()
+        kept.append(buffers.copy(w))
+    assert [int(c["blob"][0]) for c in kept] == list(range(6)) and buffers.reused == 0
+    # Holding only a part of a copy (a consumer that kept one array) is not enough: the copy
+    # itself must be alive for its memory to stay out of reuse. Consumers keep whole copies.
+
+
+def test_at_most_limit_copies_wait_unused():
+    w, buffers = Blob(), CopyBuffers(limit=2)
+    copies = [buffers.copy(w) for _ in range(4)]
+    del copies
+    gc.collect()
+    assert buffers.kept() == 2
+    buffers.clear()
+    assert buffers.kept() == 0
+
+
+def test_limit_zero_or_no_view_means_get_state():
+    for buffers, w in ((CopyBuffers(limit=0), Blob()), (CopyBuffers(limit=2), Blob(view=False))):
+        first = buffers.copy(w)
+        assert type(first) is dict
+        del first
+        assert type(buffers.copy(w)) is dict and buffers.reused == 0
+
+
+def test_a_copy_pickles_and_is_written_as_a_plain_dict(tmp_path):
+    w, buffers = Blob(), CopyBuffers()
+    w.train()
+    copy = buffers.copy(w)
+    assert type(pickle.loads(pickle.dumps(copy))) is dict
+    write_state_file(tmp_path / "s.pt", copy)
+    loaded = load_state(tmp_path / "s.pt")
+    assert type(loaded) is dict and loaded["iteration"] == 1 and (loaded["blob"] == 1).all()
+
+
+def test_held_states_write_copies_then_reuse_them(tmp_path):
+    """The writer drops its copy after writing: the next copy (a new best, a checkpoint) goes
+    into that memory, and every file written holds the state at its own iteration."""
+    w = Blob(n=50_000)
+    held = HeldStates({"t": w}, buffers=2)
+    tokens = []
+    for i in range(6):
+        w.train()
+        tokens.append(held.save(held.copy("t", i + 1), tmp_path / f"{i}.pt"))
+        held.saved(tokens[-1], 30)  # written: its copy can go back
+    held.close()
+    assert held.buffers.reused >= 4
+    for i in range(6):
+        state = load_state(tmp_path / f"{i}.pt")
+        assert state["iteration"] == i + 1 and (state["blob"] == i + 1).all()
+
+
+def test_copies_dropped_on_other_threads_come_back_safely():
+    w, buffers = Blob(), CopyBuffers(limit=3)
+    copies = [buffers.copy(w) for _ in range(50)]
+    threads = [threading.Thread(target=copies.pop) for _ in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    gc.collect()
+    assert buffers.kept() == 3
