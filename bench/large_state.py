@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import statistics
 import threading
 import time
 from pathlib import Path
@@ -200,10 +201,12 @@ def measure(mode: str, state_mb: int, args: Any, buffers: int = 2) -> dict[str, 
             "steady": steady, "segments": segments}
 
 
-def steady_overhead(run_dir: Path) -> tuple[float, float]:
-    """Once warm: overhead per segment (s; a segment's wall minus its compute) and as a share of
-    those segments' compute, over every segment but each trial's first (which builds the
-    workload and grows the worker's memory: costs a run pays once per trial and worker)."""
+def steady_overhead(run_dir: Path) -> tuple[float, float, float]:
+    """Once warm: overhead per segment (s; a segment's wall minus its compute), as a share of
+    those segments' compute, and its median (s), over every segment but each trial's first
+    (which builds the workload and grows the worker's memory: costs a run pays once per trial
+    and worker). The median shows the steady state: the mean still carries the copies each
+    worker takes into new memory until its copy buffers exist."""
     import pandas as pd
 
     rows = pd.read_csv(run_dir / "trials.csv")
@@ -219,7 +222,8 @@ def steady_overhead(run_dir: Path) -> tuple[float, float]:
                 overhead.append(seg.end_s - seg.start_s - spent)
                 compute += spent
             done = seg.iteration
-    return sum(overhead) / max(1, len(overhead)), sum(overhead) / max(compute, 1e-9)
+    return (sum(overhead) / max(1, len(overhead)), sum(overhead) / max(compute, 1e-9),
+            statistics.median(overhead) if overhead else 0.0)
 
 
 def main() -> None:
@@ -259,14 +263,15 @@ def main() -> None:
           f"every segment), always = states stay on their workers")
     print(f"{'path':<13} {'state':>7} {'plasma peak':>12} {'bound':>8} {'driver RSS':>11} "
           f"{'driver USS':>11} {'wall s':>7} {'compute s':>10} {'overhead':>9} "
-          f"{'s/segment':>10} {'warm s/seg':>11} {'warm ovh':>9} {'exploits':>9} {'s/exploit':>10}")
+          f"{'s/segment':>10} {'warm s/seg':>11} {'warm ovh':>9} {'warm med s':>11} "
+          f"{'exploits':>9} {'s/exploit':>10}")
     for r in runs:
         bound = (r["in_flight"] + 1) * r["state_mb"] / 1024  # GB: (exploits in flight + 1) x state
         print(f"{r['mode']:<13} {r['state_mb']:>5} M {r['plasma'] / 2**30:>10.2f} G "
               f"{bound:>6.2f} G {r['rss'] / 2**20:>9.0f} M {r['uss'] / 2**20:>9.0f} M "
               f"{r['wall_s']:>7.1f} {r['compute_s']:>10.1f} {r['overhead']:>9.2%} "
               f"{r['overhead_s'] / r['segments']:>10.2f} {r['steady'][0]:>11.2f} "
-              f"{r['steady'][1]:>9.2%} {r['exploits']:>9} "
+              f"{r['steady'][1]:>9.2%} {r['steady'][2]:>11.2f} {r['exploits']:>9} "
               f"{r['overhead_s'] / max(1, r['exploits']):>10.2f}")
 
 

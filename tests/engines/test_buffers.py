@@ -112,3 +112,15 @@ def test_copies_dropped_on_other_threads_come_back_safely():
         t.join()
     gc.collect()
     assert buffers.kept() == 3
+
+
+def test_a_copy_is_not_kept_when_the_node_is_short_of_memory():
+    """Kept copies never push a node into reclaim or Ray's OOM killer: with less than the
+    reserve available (here: a reserve no node can meet) a copy dropped is freed."""
+    w, buffers = Blob(), CopyBuffers(limit=2, reserve=1.0)
+    first = buffers.copy(w)
+    del first
+    gc.collect()
+    assert buffers.kept() == 0 and buffers.dropped == 1
+    buffers.copy(w)
+    assert buffers.reused == 0

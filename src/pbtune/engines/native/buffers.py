@@ -12,7 +12,9 @@ files do not name it). When the last reference to it goes — written to disk, s
 the object store by Ray, unpinned — a finalizer hands its arrays back; the next copy writes into
 them (:func:`pbtune.store.copies.fill`). At most ``limit`` copies wait unused, so a worker keeps
 ``limit`` states of memory beyond its live trials and copies in flight; ``limit=0`` turns reuse
-off. No reference counting by hand, so a consumer that keeps a copy longer is always safe.
+off. A copy is kept only while the node has ``reserve`` (a share of its memory, 20 %) available
+besides: kept copies must never be what pushes a node into reclaim or Ray's OOM killer (95 %).
+No reference counting by hand, so a consumer that keeps a copy longer is always safe.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ class HeldCopy(dict):  # type: ignore[type-arg]
 class CopyBuffers:
     """Hands out copies of workloads' states, reusing the arrays of copies nobody holds."""
 
-    def __init__(self, limit: int = 2) -> None:
+    def __init__(self, limit: int = 2, reserve: float = 0.2) -> None:
         self.limit = limit  # copies kept unused at most (states of memory)
+        self.reserve = reserve  # share of the node's memory that must stay available
         self._lock = threading.Lock()  # guards _free only; never held while copying
         self._free: list[dict[str, Any]] = []
         self.reused = self.fresh = 0  # copies taken into kept memory / new memory
+        self.dropped = 0  # copies not kept: the node was short of memory
 
     def copy(self, workload: Any) -> Any:
         """A copy of ``workload``'s state, as ``get_state()`` returns it, that nobody else
@@ -66,8 +70,22 @@ class CopyBuffers:
 
     def _give_back(self, inner: dict[str, Any]) -> None:
         with self._lock:
+            if len(self._free) >= self.limit:
+                return
+        if not self._room_for(inner):  # free it: the node needs its memory more
+            self.dropped += 1
+            return
+        with self._lock:
             if len(self._free) < self.limit:
                 self._free.append(inner)
+
+    def _room_for(self, inner: dict[str, Any]) -> bool:
+        """Whether the node keeps ``reserve`` available with ``inner`` kept (it is allocated
+        now: keeping it takes nothing more; dropping it would give its memory back)."""
+        import psutil
+
+        memory = psutil.virtual_memory()
+        return memory.available >= self.reserve * memory.total
 
     def clear(self) -> None:
         """Forget the kept copies (their memory goes back)."""
