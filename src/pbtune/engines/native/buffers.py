@@ -65,7 +65,7 @@ class CopyBuffers:
             self.reused += 1
         out = HeldCopy(inner)
         # `inner` shares out's values; the finalizer keeps it (and so the arrays) for reuse.
-        weakref.finalize(out, self._give_back, inner)
+        weakref.finalize(out, self._give_back, inner).atexit = False  # at exit: nothing to keep
         return out
 
     def _give_back(self, inner: dict[str, Any]) -> None:
