@@ -99,7 +99,7 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
                 threshold: float | None = None, best_so_far: float | None = None,
                 deadline: float | None = None, stop: Callable[[], bool] = lambda: False,
                 extra: Callable[[], dict[str, Any]] = dict, snapshot: bool = True,
-                copy_state: Callable[[Any], Any] | None = lambda w: w.get_state(),
+                copy_held_best: bool = True,
                 ) -> tuple[dict[str, Any], Any, Any]:
     """Train a trial up to ``target_iteration``, evaluating after every iteration.
 
@@ -115,8 +115,8 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
         state at the end (None on error, and None without ``snapshot``: a worker that keeps
         large states live takes no copy, and ends the segment after an iteration that beats
         ``best_so_far``, so the best is its end state). A workload that errors is dropped from
-        ``live``: a diverged or broken state is never continued. ``copy_state(workload)``
-        takes a held best state's copy; None: none is taken (the caller copies it later).
+        ``live``: a diverged or broken state is never continued. ``copy_held_best=False``: a held
+        best state is not copied here (the caller copies it later, if still wanted).
     """
     rows: list[dict[str, Any]] = []
     artifacts: dict[int, dict[str, Any]] = {}  # iteration → the workload's artifacts()
@@ -156,8 +156,8 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
         # A held state (no snapshot) is not pickled here just to check it: for gigabytes that
         # costs seconds and a second copy; its first export or checkpoint reports the problem.
         end_state = workload.get_state() if snapshot else None
-        if best_iteration == workload.iteration and best_state is None and copy_state:
-            best_state = copy_state(workload)  # the end state is the best: one copy of it
+        if best_iteration == workload.iteration and best_state is None and copy_held_best:
+            best_state = workload.get_state()  # the end state is the best: one copy of it
         if fresh and snapshot:
             problem = unpicklable(end_state)
             if problem:

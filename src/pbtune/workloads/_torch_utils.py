@@ -92,7 +92,7 @@ def set_param_groups(optimizer: torch.optim.Optimizer, **values: float) -> None:
             write_group_value(group, key, value)
 
 
-def write_group_value(group: dict[str, Any], key: str, value: float) -> None:
+def write_group_value(group: dict[str, Any], key: str, value: Any) -> None:
     """``group[key] = value``, in place: tensor-valued entries (``capturable``/``fused``
     optimisers) are filled, so the optimiser keeps the tensor it holds."""
     if isinstance(group[key], torch.Tensor):
@@ -159,8 +159,8 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Mapping[str, A
 def _load_in_place(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -> bool:
     """What ``load_state_dict`` does, into the tensors the optimiser holds; False (nothing
     changed) unless groups, parameters, state keys and shapes all match."""
-    groups, saved_groups, saved = optimizer.param_groups, state.get("param_groups"), state.get(
-        "state")
+    groups = optimizer.param_groups
+    saved_groups, saved = state.get("param_groups"), state.get("state")
     if (not isinstance(saved_groups, list) or not isinstance(saved, Mapping) or not saved
             or len(groups) != len(saved_groups)
             or getattr(optimizer, "_optimizer_load_state_dict_pre_hooks", None)
@@ -193,10 +193,7 @@ def _load_in_place(optimizer: torch.optim.Optimizer, state: Mapping[str, Any]) -
             for name, value in old.items():
                 if name == "params":
                     continue
-                if isinstance(group[name], torch.Tensor):  # capturable/fused: a tensor lr
-                    group[name].copy_(torch.as_tensor(value))
-                else:
-                    group[name] = copy.deepcopy(value)
+                write_group_value(group, name, copy.deepcopy(value))
     return True
 
 

@@ -43,7 +43,7 @@ class CopyBuffers:
         self.reserve = reserve  # share of the node's memory that must stay available
         self._lock = threading.Lock()  # guards _free only; never held while copying
         self._free: list[dict[str, Any]] = []
-        self.reused = self.fresh = 0  # copies taken into kept memory / new memory
+        self.reused = 0  # copies taken into kept memory
         self.dropped = 0  # copies not kept: the node was short of memory
 
     def copy(self, workload: Any) -> Any:
@@ -59,29 +59,23 @@ class CopyBuffers:
             spare = self._free.pop() if self._free else None
         inner = fill(spare, live)
         del live
-        if spare is None:
-            self.fresh += 1
-        else:
-            self.reused += 1
+        self.reused += spare is not None
         out = HeldCopy(inner)
         # `inner` shares out's values; the finalizer keeps it (and so the arrays) for reuse.
         weakref.finalize(out, self._give_back, inner).atexit = False  # at exit: nothing to keep
         return out
 
     def _give_back(self, inner: dict[str, Any]) -> None:
-        with self._lock:
-            if len(self._free) >= self.limit:
-                return
-        if not self._room_for(inner):  # free it: the node needs its memory more
+        if not self._room():  # free it: the node needs its memory more
             self.dropped += 1
             return
         with self._lock:
             if len(self._free) < self.limit:
                 self._free.append(inner)
 
-    def _room_for(self, inner: dict[str, Any]) -> bool:
-        """Whether the node keeps ``reserve`` available with ``inner`` kept (it is allocated
-        now: keeping it takes nothing more; dropping it would give its memory back)."""
+    def _room(self) -> bool:
+        """Whether the node has ``reserve`` available with the copy kept (it is allocated now:
+        keeping it takes nothing more; dropping it would give its memory back)."""
         import psutil
 
         memory = psutil.virtual_memory()

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import MutableMapping
-from dataclasses import dataclass
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -79,14 +78,6 @@ def materialize(state: Any) -> Any:
     return state.load() if isinstance(state, FileState) else state
 
 
-@dataclass(frozen=True)
-class _Copying:
-    """A workload whose state is being copied (its trial waits to train until it is done)."""
-
-    trial_id: str
-    workload: Any
-
-
 class StateGone(LookupError):
     """The state asked for is not on this worker any more (moved on, dropped, or never here)."""
 
@@ -106,9 +97,9 @@ class HeldStates:
                  buffers: int = 2) -> None:
         self.live = live
         self.buffers = CopyBuffers(buffers)
-        # Guards live, pins, training and copying; copies themselves run outside it, so a copy
-        # of one trial never holds up the start of another's segment.
-        self.lock = threading.Condition()
+        # Guards live, pins, training and copying (re-entrant); copies themselves run outside
+        # it, so a copy of one trial never holds up the start of another's segment.
+        self.lock = threading.Condition(threading.RLock())
         self.training: str | None = None  # the trial the training thread is changing now
         self.copying: Counter[str] = Counter()  # trial → copies of its live state in progress
         # (trial, iteration) → a state there: a copy, or the workload itself once it moved away
@@ -142,18 +133,18 @@ class HeldStates:
             StateGone: neither is at ``iteration`` (a coordinator bug, or the trial moved).
         """
         with self.lock:
-            source = self._source(trial_id, iteration)
-            if not isinstance(source, _Copying):
-                return source
-        return self._copy_out(source)
+            take = self._taker(trial_id, iteration)
+        return take()
 
-    def _source(self, trial_id: str, iteration: int) -> Any:
-        """The copy to share (a pinned one), or a :class:`_Copying` of the workload to copy,
-        marked so that its trial cannot start training until the copy is done. The caller
-        holds self.lock."""
+    def _taker(self, trial_id: str, iteration: int) -> Callable[[], Any]:
+        """Under self.lock: a callable that returns the state at ``iteration`` — a pinned copy
+        as is, else a copy of the workload, taken outside the lock with the trial marked as
+        being copied so that its next segment waits for it (the lock is re-entrant: a caller
+        that holds it may take the copy at once)."""
         pinned = self.pins.get((trial_id, iteration))
         if isinstance(pinned, Parked):
-            return pinned.state  # a pinned copy is never changed: shared as is
+            state = pinned.state  # a pinned copy is never changed: shared as is
+            return lambda: state
         workload = pinned  # a workload that moved away and was pinned: nothing trains it
         if workload is None:
             workload = self.live.get(trial_id)
@@ -164,15 +155,15 @@ class HeldStates:
                 raise StateGone(f"trial {trial_id}'s state at iteration {iteration} is gone "
                                 f"from this worker ({where})")
         self.copying[trial_id] += 1
-        return _Copying(trial_id, workload)
 
-    def _copy_out(self, source: _Copying) -> Any:
-        try:
-            return self.buffers.copy(source.workload)
-        finally:
-            with self.lock:
-                self.copying[source.trial_id] -= 1
-                self.lock.notify_all()
+        def take() -> Any:
+            try:
+                return self.buffers.copy(workload)
+            finally:
+                with self.lock:
+                    self.copying[trial_id] -= 1
+                    self.lock.notify_all()
+        return take
 
     def drop(self, trial_id: str, keep_at: int | None = None) -> None:
         """Forget a trial that moved; ``keep_at``: its state there is still wanted (pinned)."""
@@ -189,20 +180,11 @@ class HeldStates:
     def _copy_live_best(self, trial_id: str) -> None:
         """A best candidate still live (:class:`Live`) of ``trial_id``, which is about to change
         or leave, is copied now (the caller holds self.lock)."""
-        def now(live: Live) -> Any:
-            source = self._source(live.trial_id, live.iteration)
-            if isinstance(source, _Copying):  # copied here, under the lock: it is ours
-                self.copying[trial_id] -= 1
-                return self.buffers.copy(source.workload)
-            return source
-        self.writer.copy_live(trial_id, now)
+        self.writer.copy_live(trial_id, lambda live: self._resolve(live)())
 
-    def _resolve(self, live: Live) -> Any:
+    def _resolve(self, live: Live) -> Callable[[], Any]:
         """For the writer, under self.lock: a callable that returns the candidate's state."""
-        source = self._source(live.trial_id, live.iteration)
-        if isinstance(source, _Copying):
-            return lambda: self._copy_out(source)
-        return lambda: source
+        return self._taker(live.trial_id, live.iteration)
 
     # -- writes (a background thread, :mod:`pbtune.engines.native.held_writer`) ------------------
     def save(self, state: Any, path: Path, best: tuple[float, str] | None = None) -> int:

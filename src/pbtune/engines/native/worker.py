@@ -276,7 +276,7 @@ class Worker:
                 rng_from=materialize(rng_from), metric=metric, mode=mode, threshold=threshold,
                 best_so_far=best_so_far, deadline=deadline, stop=self._stop.is_set,
                 extra=lambda: resource_usage(self.process), snapshot=holds is not True,
-                copy_state=None)  # a held best is copied later, if still wanted (held.py)
+                copy_held_best=False)  # copied later, if still wanted (held.py)
         finally:
             self.held.end()
         if holds is None and out[2] is not None:  # decided once, by the first state's size
