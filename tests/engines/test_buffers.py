@@ -124,3 +124,56 @@ def test_a_copy_is_not_kept_when_the_node_is_short_of_memory():
     assert buffers.kept() == 0 and buffers.dropped == 1
     buffers.copy(w)
     assert buffers.reused == 0
+
+
+def test_prewarm_makes_the_copies_memory_in_the_background():
+    """The first `limit` copies land in memory made before they were asked for; a second
+    prewarm makes nothing more; copies made later than that are new memory again."""
+    w, buffers = Blob(), CopyBuffers(limit=2)
+    thread = buffers.prewarm(w)
+    thread.join()
+    assert buffers.kept() == 2 and buffers.prewarmed == 2 and buffers.made == 2
+    assert buffers.prewarm(w) is None  # all made already
+    kept = []
+    for _ in range(3):
+        w.train()
+        kept.append(buffers.copy(w))
+    assert buffers.reused == 2 and buffers.made == 3
+    assert [int(c["blob"][0]) for c in kept] == [1, 2, 3]
+    del kept
+    gc.collect()
+    assert buffers.kept() == 2 and buffers.made == 2 and buffers.dropped == 1
+    assert buffers.prewarm(w) is None
+
+
+def test_prewarm_counts_copies_in_use():
+    """Copies held elsewhere count: prewarm never grows the worker past `limit` copies."""
+    w, buffers = Blob(), CopyBuffers(limit=2)
+    held = buffers.copy(w)
+    buffers.prewarm(w).join()
+    assert buffers.kept() == 1 and buffers.made == 2
+    del held
+    gc.collect()
+    assert buffers.kept() == 2 and buffers.made == 2
+
+
+def test_prewarm_makes_nothing_when_the_node_is_short_or_reuse_is_off():
+    w = Blob()
+    short = CopyBuffers(limit=2, reserve=1.0)
+    short.prewarm(w).join()
+    assert short.kept() == 0 and short.made == 0
+    assert CopyBuffers(limit=0).prewarm(w) is None
+    assert CopyBuffers(limit=2).prewarm(Blob(view=False)) is None
+
+
+def test_held_states_prewarm_after_a_segment_only_when_asked(tmp_path):
+    live = {"t1": Blob()}
+    held = HeldStates(live)
+    held.begin("t1", pin=False)
+    held.end()
+    assert held.buffers.made == 0
+    held.begin("t1", pin=False)
+    held.end(prewarm=True)
+    held.buffers._warming.join()
+    assert held.buffers.kept() == 2
+    held.close()

@@ -76,3 +76,56 @@ def fill(old: Any, new: Any) -> Any:
 def copy_state(state: Any) -> Any:
     """A deep copy of ``state`` with every tensor detached and on the CPU (never aliased)."""
     return fill(None, state)
+
+
+def layout(state: Any) -> Any:
+    """The shapes and dtypes of ``state``'s arrays and tensors, in its tree (other leaves:
+    ``None``): what :func:`blank` needs to make memory a later :func:`fill` writes into. Reads
+    no values, so it is cheap and safe on a state that lives on a GPU."""
+    if _torch_tensor(state):
+        return ("torch", tuple(state.shape), state.dtype)
+    if type(state) is np.ndarray:  # subclasses are copied afresh by fill: nothing to lay out
+        return ("numpy", state.shape, state.dtype)
+    if isinstance(state, dict):
+        kind = OrderedDict if isinstance(state, OrderedDict) else dict
+        return kind((k, layout(v)) for k, v in state.items())
+    if isinstance(state, list):
+        return [layout(v) for v in state]
+    if isinstance(state, tuple) and not hasattr(state, "_fields"):
+        return ("tuple", tuple(layout(v) for v in state))
+    return None
+
+
+def blank(shape: Any) -> Any:
+    """Memory laid out as :func:`layout` described, every page written (zeros): a :func:`fill`
+    into it copies at memory speed instead of faulting each page in."""
+    if isinstance(shape, dict):
+        return type(shape)((k, blank(v)) for k, v in shape.items())
+    if isinstance(shape, list):
+        return [blank(v) for v in shape]
+    if isinstance(shape, tuple) and shape and shape[0] == "tuple":
+        return tuple(blank(v) for v in shape[1])
+    if isinstance(shape, tuple) and shape and shape[0] == "torch":
+        import torch
+
+        return torch.empty(shape[1], dtype=shape[2], device="cpu").zero_()
+    if isinstance(shape, tuple) and shape and shape[0] == "numpy":
+        out = np.empty(shape[1], dtype=shape[2])
+        out.fill(0)  # np.zeros maps pages untouched: the first fill would fault them in
+        return out
+    return None
+
+
+def layout_nbytes(shape: Any) -> int:
+    """Bytes :func:`blank` allocates for ``shape`` (a :func:`layout`)."""
+    if isinstance(shape, dict):
+        return sum(layout_nbytes(v) for v in shape.values())
+    if isinstance(shape, list):
+        return sum(layout_nbytes(v) for v in shape)
+    if isinstance(shape, tuple) and shape and shape[0] == "tuple":
+        return sum(layout_nbytes(v) for v in shape[1])
+    if isinstance(shape, tuple) and shape and shape[0] == "numpy":
+        return int(np.prod(shape[1], dtype=np.int64)) * np.dtype(shape[2]).itemsize
+    if isinstance(shape, tuple) and shape and shape[0] == "torch":
+        return int(np.prod(shape[1], dtype=np.int64)) * shape[2].itemsize
+    return 0

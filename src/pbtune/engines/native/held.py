@@ -120,9 +120,14 @@ class HeldStates:
                     self.pins[key] = Parked(self.buffers.copy(workload), workload.iteration)
             self.training = trial_id
 
-    def end(self) -> None:
+    def end(self, prewarm: bool = False) -> None:
+        """The segment ended; ``prewarm``: make the copies' memory this worker will want in the
+        background now that its state's layout is known (:meth:`CopyBuffers.prewarm`)."""
         with self.lock:
+            workload = self.live.get(self.training) if prewarm and self.training else None
             self.training = None
+        if workload is not None:
+            self.buffers.prewarm(workload)
 
     # -- copies (the transfer thread) ------------------------------------------------------------
     def copy(self, trial_id: str, iteration: int) -> Any:

@@ -278,7 +278,7 @@ class Worker:
                 extra=lambda: resource_usage(self.process), snapshot=holds is not True,
                 copy_held_best=False)  # copied later, if still wanted (held.py)
         finally:
-            self.held.end()
+            self.held.end(prewarm=holds is True)
         if holds is None and out[2] is not None:  # decided once, by the first state's size
             self.holds = state_nbytes(out[2]) > self.large_state_bytes
         if holds:
