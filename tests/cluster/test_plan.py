@@ -167,7 +167,7 @@ def test_allocation_problems_are_reported_by_name():
 @pytest.mark.parametrize(
     ("cw", "gw", "kwargs", "match"),
     [(0, 0, {}, "needs resources"), (-1, 0, {}, "needs resources"),
-     (1, 1.5, {}, "one process on one GPU"),
+     (1, 1.5, {}, "workers_per_trial: N for N GPUs"),
      (1, 2, {}, "use at most 1"),
      (1, 0, {"reserve_cpus": -1}, "negative"), (1, 0, {"slots": 0}, "at least 1")],
 )
@@ -180,3 +180,88 @@ def test_planning_does_not_import_ray():
     code = ("import sys, pbtune.cluster as c; c.plan_cluster([], cpus_per_trial=1, "
             "gpus_per_trial=0); assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- gangs: W workers per trial (issue 20) and the guide's Tnode rule ------------------------------
+GUIDE = [node("10.0.1.1", 20, 8)]  # the original guide's node: Cnode 20, Gnode 8, Csys ≈ 1
+
+
+def test_the_guides_worked_example_gives_tnode_4():
+    """Csys + Tnode·W·Cw ≤ Cnode and Tnode·W·Gw ≤ Gnode: 1 + 4·2·2 = 17 ≤ 20, 4·2·1 = 8 ≤ 8."""
+    plan = plan_cluster(GUIDE, cpus_per_trial=2, gpus_per_trial=1, reserve_cpus=1,
+                        workers_per_trial=2)
+    (p,) = plan.nodes
+    # Either resource stops a fifth gang (1 + 5·2·2 = 21 > 20; 5·2·1 = 10 > 8): both bind.
+    assert (p.slots, p.processes, p.binding) == (4, 8, "CPU and GPU")
+    assert plan.trials_concurrent == 4 and all(w.ranks == 2 for w in plan.workers)
+    assert [w.gpu_index for w in plan.workers] == [0, 2, 4, 6]  # each gang's first GPU
+    assert plan.workers[0].shape == "2x(gpu:1/cpu:2)"
+
+
+@pytest.mark.parametrize(
+    ("cw", "gw", "w", "reserve", "tnode", "binding"),
+    [
+        (2, 1, 2, 1, 4, "CPU and GPU"),  # the guide's example
+        (1, 1, 2, 1, 4, "GPU"),       # 1 + 4·2·1 = 9: the CPUs have room for 9 gangs
+        (3, 1, 2, 1, 3, "CPU"),       # 1 + 3·2·3 = 19 ≤ 20; 4 gangs would need 25
+        (2.375, 1, 2, 1, 4, "CPU and GPU"),  # 1 + 4·2·2.375 = 20 exactly
+        (1, 0.5, 2, 1, 8, "GPU"),     # two workers share a GPU: 8 gangs of 2 half-GPUs
+        (1, 1, 4, 1, 2, "GPU"),
+        (2, 0, 2, 1, 4, "CPU"),       # CPU gangs: floor(19 / 4)
+        (2, 0, 2, 0, 5, "CPU"),       # Csys configurable: floor(20 / 4)
+    ],
+)
+def test_tnode_rule(cw, gw, w, reserve, tnode, binding):
+    plan = plan_cluster(GUIDE, cpus_per_trial=cw, gpus_per_trial=gw, reserve_cpus=reserve,
+                        workers_per_trial=w, cpu_workers="none" if gw else "auto")
+    (p,) = plan.nodes
+    assert (p.slots, p.binding) == (tnode, binding)
+    assert reserve + p.slots * w * cw <= 20 and p.slots * w * gw <= 8  # the rule holds
+    assert (reserve + (p.slots + 1) * w * cw > 20) or ((p.slots + 1) * w * gw > 8)  # and is tight
+
+
+@pytest.mark.parametrize(
+    ("nodes", "cw", "gw", "w", "words"),
+    [
+        # A gang of 2 one-GPU workers on nodes of one GPU each: packed, it fits nowhere.
+        ([node("a", 8, 1), node("b", 8, 1)], 1, 1, 2, ["a trial needs 2", "workers_per_trial"]),
+        # CPUs bind: 2 × 10 CPUs per gang on a 20-CPU node with its reserve.
+        (GUIDE, 10, 1, 2, ["reserve 1 CPU + 20 CPUs per trial (2 workers of 10 CPUs) > 20 CPUs",
+                           "lower cpus_per_trial or workers_per_trial or reserve_cpus"]),
+        ([node("c", 16)], 1, 1, 2, ["needs 2 GPUs per trial but has 0 GPUs"]),
+    ],
+)
+def test_a_gang_that_fits_nowhere_names_what_binds(nodes, cw, gw, w, words):
+    plan = plan_cluster(nodes, cpus_per_trial=cw, gpus_per_trial=gw, workers_per_trial=w,
+                        cpu_workers="none")
+    assert not plan.can_run()
+    text = " ".join(plan.problems)
+    for word in words:
+        assert word in text, text
+
+
+def test_spread_gangs_span_nodes_that_pack_cannot_use():
+    nodes = [node("a", 8, 1), node("b", 8, 1)]
+    plan = plan_cluster(nodes, cpus_per_trial=1, gpus_per_trial=1, workers_per_trial=2,
+                        cpu_workers="none", gang_placement="spread")
+    (gang,) = plan.workers
+    assert gang.rank_nodes == ("id-a", "id-b") and gang.ranks == 2
+    assert [(p.slots, p.processes) for p in plan.nodes] == [(1, 1), (0, 1)]
+    three = plan_cluster([*nodes, node("d", 8, 1)], cpus_per_trial=1, gpus_per_trial=1,
+                         workers_per_trial=2, cpu_workers="none", gang_placement="spread")
+    assert len(three.workers) == 1 and "complete no gang of 2" in (three.nodes[2].reason or "")
+    lone = plan_cluster([node("a", 8, 1)], cpus_per_trial=1, gpus_per_trial=1,
+                        workers_per_trial=2, cpu_workers="none", gang_placement="spread")
+    assert not lone.can_run() and "a trial needs 2 workers" in " ".join(lone.problems)
+
+
+def test_gangs_respect_slots_and_allocation():
+    plan = plan_cluster(GUIDE, cpus_per_trial=2, gpus_per_trial=1, workers_per_trial=2,
+                        slots=3, resource_allocation={"10.0.1.1": {"GPU": 4}})
+    assert plan.total_slots == 2 and plan.nodes[0].processes == 4  # 4 GPUs: 2 gangs of 2
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_workers_per_trial_must_be_a_positive_integer(bad):
+    with pytest.raises(UserError, match="workers_per_trial"):
+        plan_cluster(GUIDE, cpus_per_trial=1, gpus_per_trial=0, workers_per_trial=bad)

@@ -154,3 +154,48 @@ def test_a_worker_whose_ray_cannot_start_fails_its_job(fake_env):
                           capture_output=True, text=True)
     assert proc.returncode == 3
     assert "raylet failed" in proc.stderr and "ended with status 3" in proc.stderr
+
+
+def test_head_passes_gang_sizes_to_plan_and_run(fake_env):
+    """Issue 20: W/Cw/Gw/Csys reach `pbtune plan` and `pbtune run` as config overrides."""
+    tmp, env = fake_env
+    env.update(PBTUNE_SLURM_WORKERS_PER_TRIAL="2", PBTUNE_SLURM_CPUS_PER_WORKER="4",
+               PBTUNE_SLURM_GPUS_PER_WORKER="1", PBTUNE_SLURM_RESERVE_CPUS="1")
+    subprocess.run(["bash", str(SLURM / "pbtune-head.sbatch"), "cfg.yaml", "--seed", "3"],
+                   env=env, check=True, timeout=30, capture_output=True)
+    log = (tmp / "log").read_text().splitlines()
+    sets = ("--set resources.workers_per_trial=2 --set resources.cpus_per_worker=4 "
+            "--set resources.gpus_per_worker=1 --set resources.reserve_cpus=1")
+    addr = (tmp / "log.addr_during_run").read_text().strip()
+    assert f"pbtune plan cfg.yaml --address {addr} {sets}" in log
+    assert f"pbtune run cfg.yaml --address {addr} {sets} --seed 3" in log
+
+
+FAKE_SBATCH = """#!/usr/bin/env bash
+echo "sbatch W=${PBTUNE_SLURM_WORKERS_PER_TRIAL:-} C=${PBTUNE_SLURM_CPUS_PER_WORKER:-} \
+G=${PBTUNE_SLURM_GPUS_PER_WORKER:-} $*" >> "$FAKE_LOG"
+echo 42
+"""
+
+
+@pytest.mark.parametrize(("flags", "code", "logged"), [
+    (["-W", "2", "-C", "4", "-G", "1"], 0, "sbatch W=2 C=4 G=1 --parsable"),
+    (["--workers-per-trial", "3"], 0, "sbatch W=3 C= G= --parsable"),
+    (["-W", "0"], 2, None), (["-W", "two"], 2, None), (["-C", "-1"], 2, None),
+    (["--gpus", "1"], 2, None),
+])
+def test_submit_takes_gang_sizes_and_refuses_bad_ones(fake_env, flags, code, logged):
+    tmp, env = fake_env
+    (tmp / "bin" / "sbatch").write_text(FAKE_SBATCH)
+    (tmp / "bin" / "sbatch").chmod(0o755)
+    out = subprocess.run(["bash", str(SLURM / "submit.sh"), *flags, "cfg.yaml",
+                          "--cpus-per-task=2"], env=env, timeout=30, capture_output=True,
+                         text=True)
+    assert out.returncode == code, out.stderr
+    if logged is None:
+        assert len(out.stderr.strip().splitlines()) == 1 and "usage" in out.stderr
+        assert not (tmp / "log").exists()  # nothing submitted
+    else:
+        log = (tmp / "log").read_text().splitlines()
+        assert log[0].startswith(logged) and log[0].endswith("pbtune-head.sbatch cfg.yaml")
+        assert len(log) == 2 and "--cpus-per-task=2" in log[1]

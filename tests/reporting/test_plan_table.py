@@ -29,3 +29,14 @@ def test_plan_text_lists_every_node_totals_and_problems():
     bad = plan_text(plan_cluster(LAPTOP, cpus_per_trial=4, gpus_per_trial=0))
     assert "problem: 127.0.0.1: has 2 CPUs < 4 CPUs per trial" in bad
     assert "PENDING forever" in bad
+
+
+def test_plan_text_shows_gangs_and_what_binds():
+    from pbtune.cluster.plan import NodeInfo
+
+    guide = [NodeInfo(node_id="g", ip="10.0.1.1", cpus=20, gpus=8)]
+    text = plan_text(plan_cluster(guide, cpus_per_trial=1, gpus_per_trial=1, workers_per_trial=2))
+    assert "4 worker slots, 4 concurrent trials (gangs of 2 workers: 8 worker processes)" in text
+    assert "4 gangs of 2 GPU workers of 1 GPU + 1 CPU" in text
+    row = next(line for line in text.splitlines() if line.strip().startswith("10.0.1.1"))
+    assert row.split()[-1] == "GPU" and row.split()[7] == "8"  # bound by; worker processes

@@ -50,18 +50,23 @@ class Request:
     ccw: float  # CPUs of a CPU worker
     cpu_workers: str
     reserve: float
+    ranks: int = 1  # W: worker processes per trial (a gang), each of cw (ccw) CPUs and gw GPUs
 
 
-def validate_request(cw: float, gw: float, reserve: float, slots: int | None) -> None:
+def validate_request(cw: float, gw: float, reserve: float, slots: int | None,
+                     ranks: int = 1) -> None:
     if cw < 0 or gw < 0 or (cw == 0 and gw == 0):
         raise UserError(f"cpus_per_trial={cw:g}, gpus_per_trial={gw:g}: a trial needs resources; "
                         "set resources.cpus_per_trial > 0")
     if (cw and _units(cw) == 0) or (gw and _units(gw) == 0):
         raise UserError("per-trial resources below 0.0001 cannot be scheduled by Ray; raise them")
     if gw > 1:
-        raise UserError(f"gpus_per_trial={gw:g}: a trial trains in one process on one GPU (it "
+        raise UserError(f"gpus_per_worker={gw:g}: a worker process trains on one GPU (it "
                         "would use only the first of them); use at most 1 (a fraction packs "
-                        "several trials on one GPU)")
+                        "several on one GPU) and resources.workers_per_trial: N for N GPUs per "
+                        "trial")
+    if isinstance(ranks, bool) or not isinstance(ranks, int) or ranks < 1:
+        raise UserError(f"workers_per_trial={ranks!r} must be an integer >= 1")
     if reserve < 0:
         raise UserError(f"reserve_cpus={reserve:g} is negative; use 0 or more")
     if slots is not None and slots < 1:
@@ -85,7 +90,8 @@ def _gpu_layout(cap_gpus: float, gw: float) -> list[int]:
 def node_capacity(node: NodeInfo, alloc: Mapping[str, Mapping[str, float]] | None,
                    req: Request) -> tuple[NodePlan, list[tuple[int | None, float, float]], str]:
     """The node's plan before the ``slots`` cap, its slots as ``(gpu index, CPUs, GPUs)`` (GPU
-    workers first), and the fix if it gets none."""
+    slots first; with ``req.ranks`` W > 1 a slot is a gang of W workers of that many CPUs and
+    GPUs each, the GPU index its first worker's), and the fix if it gets none."""
     cw, gw, ccw = req.cw, req.gw, req.ccw
     reserve = effective_reserve(node.cpus, req.reserve)
     cap_c, cap_g = max(0.0, node.cpus - reserve), node.gpus
@@ -101,17 +107,27 @@ def node_capacity(node: NodeInfo, alloc: Mapping[str, Mapping[str, float]] | Non
         cap_c = cap_g = 0.0
         reasons.append(("not in resource_allocation", "list its IP there to use it"))
     layout = _gpu_layout(cap_g, gw) if gw else []
-    n_gpu = int(min(len(layout), _units(cap_c) // _units(cw))) if gw else 0
+    w = req.ranks
+    # Tnode, the trials (gangs of W workers) a node holds: Csys + Tnode·W·Cw ≤ Cnode and
+    # Tnode·W·Gw ≤ Gnode (per physical GPU: a worker never spans two).
+    by_cpu, by_gpu = _units(cap_c) // (w * _units(cw)), len(layout) // w
+    n_gpu = int(min(by_gpu, by_cpu)) if gw else 0
     # CPU workers: every node when the run asks for no GPU; otherwise per ``cpu_workers``.
     cpu_ok = not gw or req.cpu_workers == "all" or (req.cpu_workers == "auto" and cap_g == 0)
-    n_cpu = int((_units(cap_c) - n_gpu * _units(cw)) // _units(ccw)) if cpu_ok else 0
+    n_cpu = int((_units(cap_c) - n_gpu * w * _units(cw)) // (w * _units(ccw))) if cpu_ok else 0
+    binding = ("CPU" if not gw or by_cpu < by_gpu else "GPU" if by_gpu < by_cpu
+               else "CPU and GPU") if n_gpu else "CPU" if n_cpu else None
     excluded = bool(reasons)  # dead or unlisted: the resource checks below say nothing new
     if not excluded and n_gpu + n_cpu == 0:
         cpu_only = not gw or cpu_ok
         need = ccw if cpu_only else cw
-        need_c = f"{quantity(need, 'CPU')} per " + ("CPU worker" if gw and cpu_only else "trial")
         knob = "cpus_per_cpu_trial" if gw and cpu_only else "cpus_per_trial"
-        if _units(cap_c) < _units(need):
+        each = ("CPU worker" if gw and cpu_only else "trial") if w == 1 else (
+            f"trial ({w} workers of {quantity(need, 'CPU')})")
+        need_c = f"{quantity(need * w, 'CPU')} per {each}"
+        if w > 1:
+            knob += " or workers_per_trial"
+        if _units(cap_c) < w * _units(need):
             reasons.append(
                 (f"resource_allocation gives {quantity(cap_c, 'CPU')} < {need_c}",
                  f"raise its CPU or lower {knob}")
@@ -120,7 +136,7 @@ def node_capacity(node: NodeInfo, alloc: Mapping[str, Mapping[str, float]] | Non
                  f"lower {knob} or reserve_cpus") if reserve > 0 else
                 (f"has {quantity(node.cpus, 'CPU')} < {need_c}", f"lower {knob} or add nodes"))
         if not cpu_only and not layout:
-            need_g = f"{quantity(gw, 'GPU')} per trial"
+            need_g = f"{quantity(gw * w, 'GPU')} per trial"
             reasons.append(
                 (f"needs {need_g} but has 0 GPUs",
                  "set cpu_workers: auto, gpus_per_trial: 0 or add GPU nodes")
@@ -129,10 +145,16 @@ def node_capacity(node: NodeInfo, alloc: Mapping[str, Mapping[str, float]] | Non
                  "raise its GPU or lower gpus_per_trial") if cap_g < node.gpus else
                 (f"has {quantity(node.gpus, 'GPU')} < {need_g}",
                  "lower gpus_per_trial or add nodes"))
-    slots = [(gpu, cw, gw) for gpu in layout[:n_gpu]] + [(None, ccw, 0.0)] * n_cpu
+        elif not cpu_only and by_gpu == 0:
+            reasons.append(
+                (f"its GPUs hold {len(layout)} workers of {quantity(gw, 'GPU')}, a trial needs "
+                 f"{w} ({quantity(gw * w, 'GPU')})",
+                 "lower workers_per_trial or gpus_per_worker, add GPUs, or use "
+                 "gang_placement: spread"))
+    slots = [(layout[k * w], cw, gw) for k in range(n_gpu)] + [(None, ccw, 0.0)] * n_cpu
     plan = NodePlan(ip=node.ip, node_id=node.node_id, cpus=node.cpus, gpus=node.gpus,
                     reserve=reserve, cap_cpus=cap_c, cap_gpus=cap_g, slots=len(slots),
                     trials_concurrent=TRIALS_PER_WORKER * len(slots),
                     reason="; ".join(r for r, _ in reasons) or None, is_head=node.is_head,
-                    gpu_slots=n_gpu)
+                    gpu_slots=n_gpu, binding=binding)
     return plan, slots, "; ".join(f for _, f in reasons)

@@ -44,7 +44,7 @@ class GpuBundles:
         """
         by_node: dict[str, list[WorkerSpec]] = {}
         for spec in specs:
-            if spec.gpu_index is not None and spec.node_id not in self._groups:
+            if spec.gpu_index is not None and spec.ranks == 1 and spec.node_id not in self._groups:
                 by_node.setdefault(spec.node_id, []).append(spec)
         for node, mine in by_node.items():
             gpus = sorted({s.gpu_index for s in mine if s.gpu_index is not None})
@@ -71,6 +71,24 @@ class GpuBundles:
             except Exception:  # Ray already gone
                 pass
         self._groups.clear()
+
+
+def gang_group(spec: WorkerSpec) -> Any:
+    """A placement group reserving a gang's W bundles (``{CPU: Cw, GPU: Gw}`` each), every
+    bundle on the node the plan put that rank on: the gang starts whole or not at all, and
+    its ranks never land where the plan did not count them."""
+    bundle = {"CPU": spec.num_cpus, **({"GPU": spec.num_gpus} if spec.num_gpus else {})}
+    nodes = [spec.node_of_rank(r) for r in range(spec.ranks)]
+    return placement_group([dict(bundle) for _ in nodes],
+                           strategy="STRICT_PACK" if len(set(nodes)) == 1 else "PACK",
+                           bundle_label_selector=[{_NODE_LABEL: n} for n in nodes])
+
+
+def gang_options(group: Any, rank: int, spec: WorkerSpec) -> dict[str, Any]:
+    """``ActorClass.options`` for rank ``rank`` of a gang reserved by :func:`gang_group`."""
+    return {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus,
+            "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                group, placement_group_bundle_index=rank)}
 
 
 def actor_options(spec: WorkerSpec) -> dict[str, Any]:

@@ -5,9 +5,12 @@ forever in Ray, silently. Planning up front, per node and per physical GPU, lets
 show exactly what will run where and say what to change when nothing fits. This module is pure
 (no Ray import), so the arithmetic is unit-tested without a cluster.
 
-Per node, with ``Csys`` the effective reserve, ``W`` workers, ``T`` trials per worker at a time
-(always 1 here) and ``Cw``/``Gw`` the per-trial CPUs/GPUs, a plan satisfies
-``Csys + T·W·Cw ≤ Cnode`` and ``T·W·Gw ≤ Gnode``, both further capped by ``resource_allocation``.
+Per node, with ``Csys`` the effective reserve, ``W`` worker processes per trial
+(``workers_per_trial``, a gang when > 1), ``Tnode`` trials at once on the node and ``Cw``/``Gw``
+the CPUs/GPUs of one worker, a plan satisfies ``Csys + Tnode·W·Cw ≤ Cnode`` and
+``Tnode·W·Gw ≤ Gnode`` (GPUs packed per physical GPU), both further capped by
+``resource_allocation``. With ``gang_placement: spread`` a gang's workers may sit on several
+nodes: each node's workers are counted as for W = 1 and grouped W at a time in fill order.
 Amounts are compared in Ray's fixed-point units (1/10000 of a CPU/GPU), so ``0.33`` GPU packs
 exactly as Ray will pack it.
 """
@@ -46,7 +49,8 @@ def plan_cluster(nodes: Sequence[NodeInfo], *, cpus_per_trial: float, gpus_per_t
                  reserve_cpus: float = 1.0,
                  resource_allocation: Mapping[str, Mapping[str, float]] | None = None,
                  slots: int | None = None, cpu_workers: str = "auto",
-                 cpus_per_cpu_trial: float | None = None) -> Plan:
+                 cpus_per_cpu_trial: float | None = None, workers_per_trial: int = 1,
+                 gang_placement: str = "pack") -> Plan:
     """Plan worker slots per node: GPU workers where GPUs are, CPU workers elsewhere.
 
     Args:
@@ -66,6 +70,9 @@ def plan_cluster(nodes: Sequence[NodeInfo], *, cpus_per_trial: float, gpus_per_t
             ``all`` also the CPUs a GPU node has left after its GPU workers; ``none`` GPU
             workers only. Ignored when ``gpus_per_trial`` is 0 (every worker is a CPU worker).
         cpus_per_cpu_trial: CPUs of a CPU worker (default ``cpus_per_trial``).
+        workers_per_trial: W, worker processes per trial; a slot is then a gang of W workers of
+            ``cpus_per_trial`` CPUs and ``gpus_per_trial`` GPUs each.
+        gang_placement: ``pack`` (a gang on one node) or ``spread`` (W workers anywhere).
 
     Returns:
         The plan; ``plan.can_run()`` is False when nothing fits, and ``problems`` then says per
@@ -75,13 +82,16 @@ def plan_cluster(nodes: Sequence[NodeInfo], *, cpus_per_trial: float, gpus_per_t
         UserError: the request itself is malformed (negative, zero, or a fractional GPU count
             above 1).
     """
-    cw, gw = float(cpus_per_trial), float(gpus_per_trial)
-    validate_request(cw, gw, reserve_cpus, slots)
+    cw, gw, w = float(cpus_per_trial), float(gpus_per_trial), workers_per_trial
+    validate_request(cw, gw, reserve_cpus, slots, w)
+    if gang_placement not in ("pack", "spread"):
+        raise UserError(f"gang_placement={gang_placement!r}; use pack or spread")
     ccw = float(cpus_per_cpu_trial if cpus_per_cpu_trial is not None else cw)
     validate_request(ccw, 0.0, reserve_cpus, slots)
     if cpu_workers not in CPU_WORKERS:
         raise UserError(f"cpu_workers={cpu_workers!r}; use one of {', '.join(CPU_WORKERS)}")
-    req = Request(cw, gw, ccw if gw else cw, cpu_workers, reserve_cpus)
+    spread = gang_placement == "spread" and w > 1
+    req = Request(cw, gw, ccw if gw else cw, cpu_workers, reserve_cpus, 1 if spread else w)
     alloc = dict(resource_allocation or {})
     order = sorted(nodes, key=lambda n: (-n.gpus, -n.cpus, n.ip, n.node_id))
     ips = {n.ip for n in nodes}
@@ -95,7 +105,9 @@ def plan_cluster(nodes: Sequence[NodeInfo], *, cpus_per_trial: float, gpus_per_t
 
     node_plans, workers, fixes = [], [], {}
     remaining = math.inf if slots is None else slots
-    for node in order:
+    if spread:
+        node_plans, workers = _spread(order, alloc, req, w, fixes, remaining)
+    for node in [] if spread else order:
         full, layout, fixes[node.node_id] = node_capacity(node, alloc, req)
         take = int(min(full.slots, remaining))
         remaining -= take
@@ -103,20 +115,54 @@ def plan_cluster(nodes: Sequence[NodeInfo], *, cpus_per_trial: float, gpus_per_t
             note = f"capped by slots={slots}" if take else f"unused: slots={slots} reached"
             full = replace(full, slots=take, trials_concurrent=TRIALS_PER_WORKER * take,
                            reason=note, gpu_slots=min(full.gpu_slots, take))
-        node_plans.append(full)
+        node_plans.append(replace(full, ranks=w, processes=take * w))
         for gpu, cpus, gpus in layout[:take]:
             workers.append(WorkerSpec(index=len(workers), node_id=node.node_id, ip=node.ip,
-                                      num_cpus=cpus, num_gpus=gpus, gpu_index=gpu))
+                                      num_cpus=cpus, num_gpus=gpus, gpu_index=gpu, ranks=w))
     if not nodes:
         problems.append("the cluster has no alive nodes; check --address/RAY_ADDRESS")
     elif not workers:
-        problems += [f"{p.ip}: {p.reason} ({fixes[p.node_id]})" for p in node_plans if p.reason]
+        problems += [f"{p.ip}: {p.reason}" + (f" ({fixes[p.node_id]})" if fixes[p.node_id] else "")
+                     for p in node_plans if p.reason]
+        if spread:
+            problems.append(f"a trial needs {w} workers (workers_per_trial) and the nodes "
+                            "together hold fewer; lower workers_per_trial or add nodes")
     elif slots is not None and len(workers) < slots:
         problems.append(f"slots={slots} asked but only {len(workers)} fit; running with "
                         f"{len(workers)} (add nodes or lower cpus_per_trial/gpus_per_trial)")
     return Plan(nodes=tuple(node_plans), workers=tuple(workers), problems=tuple(problems),
                 cpus_per_trial=cw, gpus_per_trial=gw, slots_asked=slots,
-                cpus_per_cpu_trial=req.ccw)
+                cpus_per_cpu_trial=req.ccw, workers_per_trial=w)
+
+
+def _spread(order: Sequence[NodeInfo], alloc: Mapping[str, Mapping[str, float]],
+            req: Request, w: int, fixes: dict[str, str], remaining: float,
+            ) -> tuple[list[NodePlan], list[WorkerSpec]]:
+    """Gangs of ``w`` workers anywhere: every node's worker positions (as for W = 1), GPU ones
+    then CPU ones, taken ``w`` at a time in fill order (a gang never mixes the two)."""
+    plans, positions = [], []
+    for node in order:
+        full, layout, fixes[node.node_id] = node_capacity(node, alloc, req)
+        plans.append(full)
+        positions += [(node, gpu, cpus, gpus) for gpu, cpus, gpus in layout]
+    gangs = [group[i:i + w] for group in ([p for p in positions if p[3]],
+                                          [p for p in positions if not p[3]])
+             for i in range(0, len(group) - w + 1, w)]
+    gangs = gangs[:int(min(len(gangs), remaining))]
+    workers = [WorkerSpec(index=k, node_id=g[0][0].node_id, ip=g[0][0].ip, num_cpus=g[0][2],
+                          num_gpus=g[0][3], gpu_index=g[0][1], ranks=w,
+                          rank_nodes=tuple(p[0].node_id for p in g))
+               for k, g in enumerate(gangs)]
+    out = []
+    for p in plans:
+        led = [g for g in gangs if g[0][0].node_id == p.node_id]
+        hosted = sum(q[0].node_id == p.node_id for g in gangs for q in g)
+        reason = p.reason or (f"{p.slots - hosted} of its {p.slots} workers complete no gang "
+                              f"of {w}" if hosted < p.slots else None)
+        out.append(replace(p, slots=len(led), trials_concurrent=len(led), reason=reason,
+                           gpu_slots=sum(1 for g in led if g[0][3]), ranks=w,
+                           processes=hosted))
+    return out, workers
 
 
 def plan_for(nodes: Sequence[NodeInfo], resources: Any, *, slots: int | str | None = "config",
@@ -133,4 +179,6 @@ def plan_for(nodes: Sequence[NodeInfo], resources: Any, *, slots: int | str | No
         resource_allocation=dict(res.resource_allocation) or None,
         slots=res.slots if slots == "config" else slots,  # type: ignore[arg-type]
         cpu_workers=cpu_workers or getattr(res, "cpu_workers", "auto"),
-        cpus_per_cpu_trial=getattr(res, "cpus_per_cpu_trial", None))
+        cpus_per_cpu_trial=getattr(res, "cpus_per_cpu_trial", None),
+        workers_per_trial=getattr(res, "workers_per_trial", 1),
+        gang_placement=getattr(res, "gang_placement", "pack"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-TRIALS_PER_WORKER = 1  # T: a worker actor runs one trial segment at a time
+TRIALS_PER_WORKER = 1  # a slot (one worker, or a gang of W) runs one trial segment at a time
 SMALL_NODE_CPUS = 4.0  # CPUs; the reserve only bites above this (see effective_reserve)
 _RAY_UNITS = 10_000  # Ray stores resource amounts as integers in 1/10000 units
 _CAPPED_KEYS = ("CPU", "GPU")  # what resource_allocation may cap
@@ -39,9 +39,14 @@ class WorkerSpec:
     index: int
     node_id: str
     ip: str
-    num_cpus: float
-    num_gpus: float
+    num_cpus: float  # per worker process (Cw)
+    num_gpus: float  # per worker process (Gw)
     gpu_index: int | None
+    ranks: int = 1  # W: worker processes of the slot, a gang when > 1 (one trial at a time)
+    rank_nodes: tuple[str, ...] = ()  # gang_placement spread: each rank's node (else node_id)
+
+    def node_of_rank(self, rank: int) -> str:
+        return self.rank_nodes[rank] if self.rank_nodes else self.node_id
 
     @property
     def kind(self) -> str:
@@ -50,9 +55,11 @@ class WorkerSpec:
 
     @property
     def shape(self) -> str:
-        """What the worker holds, as trials.csv's ``worker_shape`` shows it: ``gpu:0.5/cpu:1``."""
+        """What the worker holds, as trials.csv's ``worker_shape`` shows it: ``gpu:0.5/cpu:1``,
+        ``2x(gpu:1/cpu:2)`` for a gang of two such workers."""
         cpus = f"cpu:{self.num_cpus:g}"
-        return f"gpu:{self.num_gpus:g}/{cpus}" if self.num_gpus else cpus
+        one = f"gpu:{self.num_gpus:g}/{cpus}" if self.num_gpus else cpus
+        return one if self.ranks == 1 else f"{self.ranks}x({one})"
 
 
 @dataclass(frozen=True)
@@ -71,11 +78,14 @@ class NodePlan:
     reserve: float  # CPUs kept for Ray/driver/OS (Csys) after the small-node rule
     cap_cpus: float
     cap_gpus: float
-    slots: int  # W, worker actors on this node
-    trials_concurrent: int  # T·W
+    slots: int  # Tnode: trials at once here (each a worker, or a gang of W workers)
+    trials_concurrent: int  # = slots (a slot runs one trial at a time)
     reason: str | None = None
     is_head: bool = False
-    gpu_slots: int = 0  # of ``slots``, the GPU workers (the rest are CPU workers)
+    gpu_slots: int = 0  # of ``slots``, the GPU slots (the rest are CPU slots)
+    binding: str | None = None  # what limits ``slots`` before any cap: CPU, GPU, CPU and GPU
+    ranks: int = 1  # W, workers per slot
+    processes: int | None = None  # worker processes here (slots·W packed; spread: its ranks)
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,7 @@ class Plan:
     gpus_per_trial: float = 0.0
     slots_asked: int | None = None
     cpus_per_cpu_trial: float = 1.0  # CPUs of a CPU worker when GPU workers exist too
+    workers_per_trial: int = 1  # W: a slot is a gang of W worker processes
 
     def shapes(self) -> dict[str, int]:
         """Worker shape → how many workers have it (``{"gpu:0.5/cpu:1": 2, "cpu:2": 3}``)."""

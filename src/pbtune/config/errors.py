@@ -14,7 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from pbtune.config.schema import ExperimentConfig, Key
+from pbtune.config.schema import ExperimentConfig
+from pbtune.config.types import Key
 from pbtune.errors import ConfigError
 
 

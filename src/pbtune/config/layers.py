@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from pbtune.config.errors import one_line
-from pbtune.config.schema import Key
+from pbtune.config.types import Key
 from pbtune.errors import ConfigError
 
 ENV_PREFIX = "PBTUNE_"

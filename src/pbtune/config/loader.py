@@ -42,7 +42,8 @@ from pbtune.config.layers import (
     yaml_load,
     yaml_problem,
 )
-from pbtune.config.schema import ExperimentConfig, Key
+from pbtune.config.schema import ExperimentConfig
+from pbtune.config.types import Key
 from pbtune.errors import ConfigError, UserError
 
 PRESET = "quickstart.yaml"

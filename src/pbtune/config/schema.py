@@ -12,39 +12,17 @@ one-line messages.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
-#: A dotted config key as a tuple: ``("pbt", "quantile_fraction")``.
-Key = tuple[str, ...]
-
-
-def _reject_bool(value: Any) -> Any:
-    # pydantic's lax mode turns ``true`` into 1; ``population: true`` is a typo, not a number.
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {str(value).lower()}")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_reject_bool)]
-Float = Annotated[float, BeforeValidator(_reject_bool)]
+from pbtune.config.resources import ResourceConfig
+from pbtune.config.types import Float, Int, StrictModel
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-
-class PBTConfig(_Model):
+class PBTConfig(StrictModel):
     """How the population is exploited and explored (Ray's ``PopulationBasedTraining`` knobs)."""
 
     enabled: bool = True  # False → plain random search over param_space (policy "random")
@@ -102,7 +80,7 @@ class PBTConfig(_Model):
         return value
 
 
-class StopConfig(_Model):
+class StopConfig(StrictModel):
     """When trials and the experiment end."""
 
     max_iterations: Int = Field(1000, gt=0)  # STOP_ITER: iterations per trial
@@ -114,86 +92,14 @@ class StopConfig(_Model):
     grace_s: Float = Field(30.0, gt=0)
 
 
-class PrecisionConfig(_Model):
-    """Training precision per worker kind (recorded per row in trials.csv's ``precision``)."""
-
-    cpu: Literal["fp32", "bf16"] = "fp32"  # CPU workers (fp16 autocast is slow on CPU)
-    gpu: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16, else fp16, else fp32
-
-
-class ResourceConfig(_Model):
-    """Where trials run and how much of each node they may take."""
-
-    address: str | None = None  # Ray address; None → $RAY_ADDRESS, else a local Ray instance
-    slots: Int | None = Field(None, gt=0)  # concurrent workers; None = as many as fit
-    cpus_per_trial: Float = Field(1.0, gt=0)  # CPUs per worker (a GPU worker's feeders too)
-    gpus_per_trial: Float = Field(0.0, ge=0)  # GPUs per GPU worker; fractions share a GPU
-    # With gpus_per_trial > 0, which nodes also get CPU workers (one population on both):
-    # auto = nodes without GPUs; all = also a GPU node's CPUs left over; none = GPU workers only.
-    cpu_workers: Literal["auto", "all", "none"] = "auto"
-    cpus_per_cpu_trial: Float | None = Field(None, gt=0)  # CPUs per CPU worker (None: as above)
-    precision: PrecisionConfig = PrecisionConfig()
-    # Trials a GPU worker keeps on its device between segments; the others wait on the host
-    # (restored exactly when they run there again). null: no limit.
-    gpu_live_trials: Int | None = Field(4, ge=1)
-    reserve_cpus: Float = Field(1.0, ge=0)  # CPUs per node left to Ray itself (Csys)
-    # RESOURCE_ALLOCATION: node IP → {"CPU": n, "GPU": m} caps on what pbtune may use there.
-    resource_allocation: dict[str, dict[str, Float]] = {}
-    # Seconds to wait for the first planned worker to start (an error if none did). The run
-    # starts with it and the others join as they start; the plan counts a node's total resources,
-    # so another job holding some keeps a worker pending: a warning names those still not started
-    # after this time.
-    start_timeout_s: Float = Field(120.0, gt=0)
-    # Where trial states live between segments. never: a snapshot of each state goes to Ray's
-    # object store after every segment (fast for small states: a move or an exploit is a
-    # reference). always: states stay on their workers; a donor's is copied once to its
-    # target, checkpoints are written by the workers (the run directory must be shared by all
-    # nodes). auto: the workload's large_state flag, else the first state's size against
-    # large_state_mb.
-    state_on_worker: Literal["auto", "always", "never"] = "auto"
-    large_state_mb: Float = Field(512.0, gt=0)  # MB: auto keeps larger states on their workers
-    # Copies of held states each worker keeps for reuse (states of host memory beyond its live
-    # trials): a copy into memory already touched is many times faster than into new memory.
-    # 0: every copy takes new memory.
-    state_buffers: int = Field(2, ge=0)
-
-    @field_validator("resource_allocation", mode="before")
-    @classmethod
-    def _original_layout(cls, value: Any) -> Any:
-        """The original tool's ``{"CPU": {ip: n}, "GPU": {ip: n}}`` becomes ``{ip: {CPU, GPU}}``.
-
-        Why: users' launch scripts already hold ``RESOURCE_ALLOCATION`` in that layout; it is
-        accepted verbatim (a node missing from one of the two gets no cap on that resource).
-        """
-        if isinstance(value, dict) and value and set(value) <= {"CPU", "GPU"} and all(
-                isinstance(v, dict) for v in value.values()):
-            nodes: dict[str, dict[str, Any]] = {}
-            for kind, per_node in value.items():
-                for node, amount in per_node.items():
-                    nodes.setdefault(str(node), {})[kind] = amount
-            return nodes
-        return value
-
-    @field_validator("resource_allocation")
-    @classmethod
-    def _allocation(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
-        for node, caps in value.items():
-            for key, amount in caps.items():
-                if key not in ("CPU", "GPU"):
-                    raise ValueError(f"node {node}: key {key!r} is not a resource; use CPU or GPU")
-                if amount < 0:
-                    raise ValueError(f"node {node}: {key} = {amount} must be >= 0")
-        return value
-
-
-class FaultToleranceConfig(_Model):
+class FaultToleranceConfig(StrictModel):
     """How failures are absorbed and how many checkpoints are kept (see docs/fault-tolerance.md)."""
 
     max_failures: Int = Field(3, ge=0)  # errors + worker losses per trial before it stays ERROR
     keep_checkpoints: Int = Field(2, ge=1)  # resume points (cuts) whose checkpoints are kept
 
 
-class TuneSettings(_Model):
+class TuneSettings(StrictModel):
     """Ray Tune engine (``engine: tune``): which Tune scheduler and searcher; docs/engines.md."""
 
     scheduler: Literal["pbt", "pb2", "asha", "hyperband", "fifo"] = "pbt"  # fifo = random search
@@ -205,7 +111,7 @@ class TuneSettings(_Model):
     policy_file: str | None = None  # pbt_policy_<trial>.txt: replay it (one trial)
 
 
-class ExperimentConfig(_Model):
+class ExperimentConfig(StrictModel):
     """One experiment: the workload, its search space, PBT settings, stopping and resources."""
 
     name: str = "pbtune"  # results go to results/<name>/<run-id>/
@@ -257,6 +163,15 @@ class ExperimentConfig(_Model):
         if not value.strip():
             raise ValueError("give a registered name (see `pbtune workloads`) or file.py:Class")
         return value
+
+    @model_validator(mode="after")
+    def _gangs_need_the_native_engine(self) -> ExperimentConfig:
+        if self.engine == "tune" and self.resources.workers_per_trial > 1:
+            raise ValueError(
+                f"resources.workers_per_trial = {self.resources.workers_per_trial} needs the "
+                "native engine (a Tune trial runs in one process); set engine: native or "
+                "workers_per_trial: 1")
+        return self
 
     @model_validator(mode="after")
     def _pbt_can_happen(self) -> ExperimentConfig:

@@ -99,7 +99,7 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
                 threshold: float | None = None, best_so_far: float | None = None,
                 deadline: float | None = None, stop: Callable[[], bool] = lambda: False,
                 extra: Callable[[], dict[str, Any]] = dict, snapshot: bool = True,
-                copy_held_best: bool = True,
+                copy_held_best: bool = True, before_iteration: Callable[[], None] | None = None,
                 ) -> tuple[dict[str, Any], Any, Any]:
     """Train a trial up to ``target_iteration``, evaluating after every iteration.
 
@@ -117,6 +117,8 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
         ``best_so_far``, so the best is its end state). A workload that errors is dropped from
         ``live``: a diverged or broken state is never continued. ``copy_held_best=False``: a held
         best state is not copied here (the caller copies it later, if still wanted).
+        ``before_iteration``: called before each iteration trains (a gang's rank 0 tells the
+        other ranks to train one more, see :mod:`pbtune.engines.native.gang`).
     """
     rows: list[dict[str, Any]] = []
     artifacts: dict[int, dict[str, Any]] = {}  # iteration → the workload's artifacts()
@@ -126,6 +128,8 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
     try:
         workload = load_trial(live, trial_id, make, config, state, include_rng, rng_from)
         while workload.iteration < target_iteration:
+            if before_iteration is not None:
+                before_iteration()
             step = run_iteration(workload, metric)
             compute_s += step.elapsed_s
             if step.metric_error is None:  # the driver ranks every row it gets by the metric

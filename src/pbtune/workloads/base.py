@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pbtune.errors import UserError
+from pbtune.workloads.distributed import gang_position
 
 #: Methods a workload class must implement; checked for user-supplied classes.
 REQUIRED_METHODS: tuple[str, ...] = (
@@ -99,6 +100,9 @@ class Workload(ABC):
         self.device = device
         self.precision = precision
         self.iteration = 0  # training iterations completed
+        # Where this process is in the trial's gang (resources.workers_per_trial; 0 of 1 alone):
+        # every rank trains a replica, rank 0's state is the trial's (distributed.py).
+        self.rank, self.world_size = gang_position()
 
     @classmethod
     def merge_options(cls, options: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -119,7 +119,8 @@ class HFQuestionAnswering(TorchWorkload):
         return torch.optim.AdamW(model.parameters(), lr=float(config["lr"]))
 
     def build_scheduler(self, optimizer: Any, options: Mapping[str, Any]) -> Any:
-        total = int(options["epochs"]) * math.ceil(self._n_train / 2)
+        # Optimiser steps at the largest per-device batch (2), each of world_size batches.
+        total = int(options["epochs"]) * math.ceil(self._n_train / (2 * self.world_size))
         self.warmup = LinearWarmup(total, float(self.config["warmup_ratio"]))
         return torch.optim.lr_scheduler.LambdaLR(optimizer, self.warmup)
 

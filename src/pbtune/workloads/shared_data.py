@@ -10,6 +10,7 @@ once per worker process and every trial that worker runs reuses that device copy
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,3 +55,20 @@ def shared_tensor(array: np.ndarray, device: torch.device) -> torch.Tensor:
 def clear_device_cache() -> None:
     """Forget every cached device copy (frees device memory once no trial uses it)."""
     _DEVICE_CACHE.clear()
+
+
+def tensors_of(name: str, data: Any, keys: Sequence[str], device: Any) -> list[Any]:
+    """``data[k]`` for each of ``keys`` as tensors over the shared arrays: zero-copy on CPU,
+    one cached copy per device. A missing key or ragged lengths: a one-line UserError."""
+    from pbtune.errors import UserError
+
+    if not isinstance(data, Mapping) or any(k not in data for k in keys):
+        have = sorted(data) if isinstance(data, Mapping) else type(data).__name__
+        raise UserError(f"{name}: load_data must return a dict with {list(keys)}; got "
+                        f"{have} (or set train_arrays / eval_arrays to its keys)")
+    out = [shared_tensor(data[k], device) if isinstance(data[k], np.ndarray)
+           else torch.as_tensor(data[k]).to(device) for k in keys]
+    if len({t.shape[0] for t in out}) != 1 or out[0].shape[0] == 0:
+        raise UserError(f"{name}: {list(keys)} must be non-empty and of equal length, "
+                        f"got {[tuple(t.shape) for t in out]}")
+    return out

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from pbtune.errors import UserError
+from pbtune.workloads.distributed import average_gradients, sum_over_gang
 
 __all__ = ["TORCH_OPTIONS", "MetricSums", "Stepper", "as_metrics", "check_options", "unpack"]
 
@@ -50,7 +51,7 @@ class Stepper:
     """Backward and optimiser steps for a set of named optimisers sharing one loss scaler."""
 
     def __init__(self, optimizers: Mapping[str, torch.optim.Optimizer], schedulers: Iterable[Any],
-                 scaler: torch.amp.GradScaler, interval: str) -> None:
+                 scaler: torch.amp.GradScaler, interval: str, world_size: int = 1) -> None:
         if interval not in ("step", "iteration"):
             raise ValueError(f"scheduler_interval must be 'step' or 'iteration', got {interval!r}")
         self.optimizers = optimizers
@@ -59,6 +60,7 @@ class Stepper:
         self.interval = interval
         self.pending = 0  # micro-batches accumulated since the last optimiser step
         self.accumulation_steps = 1
+        self.world_size = world_size  # > 1: gradients are averaged over the gang before a step
 
     def start(self) -> None:
         """Before an iteration: no stale gradients."""
@@ -83,6 +85,7 @@ class Stepper:
     def step(self) -> None:
         scale = self.scaler.get_scale() if self.scaler.is_enabled() else None
         for opt in self.optimizers.values():
+            self._sync(opt)
             self.scaler.step(opt)
         self.scaler.update()
         for opt in self.optimizers.values():
@@ -101,7 +104,14 @@ class Stepper:
         opt = self.optimizers[optimizer]
         opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        self._sync(opt)
         self.scaler.step(opt)
+
+    def _sync(self, opt: torch.optim.Optimizer) -> None:
+        """In a gang: every rank steps with the gang's mean gradient (distributed.py)."""
+        if self.world_size > 1:
+            average_gradients((p for g in opt.param_groups for p in g["params"]),
+                              self.world_size)
 
     def manual_step_done(self) -> None:
         """After a manual ``train_step``: one scaler update for all its optimiser steps."""
@@ -153,8 +163,19 @@ class MetricSums:
             self.sums[key] = self.sums[key] + total if key in self.sums else total
         self.seen += n
 
-    def means(self) -> dict[str, float]:
-        return {k: float(v.item()) / max(self.seen, 1) for k, v in self.sums.items()}
+    def means(self, world_size: int = 1) -> dict[str, float]:
+        """Means over the samples seen; in a gang (``world_size`` > 1) over every rank's, as
+        one process training the whole batch reports them."""
+        keys = sorted(self.sums)
+        if world_size > 1:
+            device = self.sums[keys[0]].device if keys else "cpu"
+            totals = torch.stack([*(self.sums[k] for k in keys),
+                                  torch.tensor(float(self.seen), dtype=torch.float64,
+                                               device=device)])
+            sum_over_gang(totals)
+            return {k: float(totals[i].item()) / max(float(totals[-1].item()), 1.0)
+                    for i, k in enumerate(keys)}
+        return {k: float(self.sums[k].item()) / max(self.seen, 1) for k in keys}
 
 
 def as_metrics(out: Any, method: str) -> Mapping[str, Any]:

@@ -20,7 +20,6 @@ from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -33,8 +32,9 @@ from pbtune.workloads._torch_utils import (
     state_to_cpu,
 )
 from pbtune.workloads.base import Workload
+from pbtune.workloads.distributed import broadcast_buffers, shard, weighted
 from pbtune.workloads.precision import autocast_dtype
-from pbtune.workloads.shared_data import shared_tensor
+from pbtune.workloads.shared_data import tensors_of
 from pbtune.workloads.torch_loop import (
     TORCH_OPTIONS,
     MetricSums,
@@ -133,8 +133,8 @@ class TorchWorkload(Workload):
         self._amp_dtype = autocast_dtype(precision)
         if data is None:
             data = self.load_data(self.options)
-        self.train_data = self._wrap(data, self.train_arrays)
-        self.eval_data = self._wrap(data, self.eval_arrays)
+        self.train_data = tensors_of(self.name, data, self.train_arrays, self._device)
+        self.eval_data = tensors_of(self.name, data, self.eval_arrays, self._device)
         with seeded_init(seed):
             self.model = self.build_model(self.options)
         self.models = named_objects(self.model, "model", nn.Module, "build_model")
@@ -148,7 +148,7 @@ class TorchWorkload(Workload):
             self.scheduler, "scheduler", object, "build_scheduler")
         self.scaler = torch.amp.GradScaler(self._device.type, enabled=precision == "fp16")
         self._stepper = Stepper(self.optimizers, self.schedulers.values(), self.scaler,
-                                self.scheduler_interval)
+                                self.scheduler_interval, self.world_size)
         self._order = BatchOrder(self.train_data[0].shape[0], seed,
                                  drop_last=bool(self.options["drop_last"]))
         self.generator = self._order.generator  # the data order's (CPU) stream
@@ -156,19 +156,6 @@ class TorchWorkload(Workload):
         self.batch_size = int(self.options["batch_size"])
         self.accumulation_steps = int(self.options["accumulation_steps"])
         self.apply_hyperparameters(self.config)
-
-    def _wrap(self, data: Any, keys: Sequence[str]) -> list[torch.Tensor]:
-        """Tensors over the shared arrays: zero-copy on CPU, one cached copy per device."""
-        if not isinstance(data, Mapping) or any(k not in data for k in keys):
-            have = sorted(data) if isinstance(data, Mapping) else type(data).__name__
-            raise UserError(f"{self.name}: load_data must return a dict with {list(keys)}; got "
-                            f"{have} (or set train_arrays / eval_arrays to its keys)")
-        out = [shared_tensor(data[k], self._device) if isinstance(data[k], np.ndarray)
-               else torch.as_tensor(data[k]).to(self._device) for k in keys]
-        if len({t.shape[0] for t in out}) != 1 or out[0].shape[0] == 0:
-            raise UserError(f"{self.name}: {list(keys)} must be non-empty and of equal length, "
-                            f"got {[tuple(t.shape) for t in out]}")
-        return out
 
     def apply_hyperparameters(self, config: Mapping[str, Any]) -> None:
         """In place: the same optimiser objects and buffers; batch size from the next batch."""
@@ -224,12 +211,16 @@ class TorchWorkload(Workload):
             module.train()
         self._stepper.start()
         while cap is None or steps < cap:
-            idx = self._order.next(self.batch_size)
+            # In a gang every rank draws the same global batch and trains on its slice.
+            idx = self._order.next(self.batch_size * self.world_size)
             if idx is None:  # an epoch ended
                 epochs_left -= 1
                 if cap is None and epochs_left <= 0:
                     break
                 continue
+            if idx.numel() < self.world_size:
+                continue  # a last batch too small to give every rank a sample
+            idx, weight = shard(idx, self.rank, self.world_size)
             idx = idx.to(self._device)
             batch = unpack([t.index_select(0, idx) for t in self.train_data])
             with self.autocast():
@@ -237,11 +228,13 @@ class TorchWorkload(Workload):
             if self.manual_optimization:
                 self._stepper.manual_step_done()
                 steps += 1
-            elif self._stepper.accumulate(out.get("loss"), self.accumulation_steps, self.name):
+            elif self._stepper.accumulate(weighted(out.get("loss"), weight),
+                                          self.accumulation_steps, self.name):
                 steps += 1
             sums.add(out, idx.numel())
         self._stepper.finish()
-        return sums.means()
+        broadcast_buffers(self.models.values(), self.world_size)
+        return sums.means(self.world_size)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

@@ -51,6 +51,7 @@ class WorkerPool:
             res.state_on_worker == "auto" and bool(getattr(get(cfg.workload), "large_state",
                                                            False)))
         self.workers = []
+        self.gangs: dict[int, tuple[Any, list[Any]]] = {}  # slot → (placement group, ranks 1..)
         self._args = (workload, dict(cfg.options), res, bool(cfg.deterministic))
         self._launched = time.monotonic()
         # Workers start (and import torch) while the driver decodes the data.
@@ -62,8 +63,9 @@ class WorkerPool:
         except BaseException:  # no worker outlives a run that cannot start
             self.shutdown()
             raise
-        for handle in self.workers:
-            handle.set_data.remote(self.data_ref)
+        for slot in range(len(self.workers)):
+            for handle in self.ranks(slot):
+                handle.set_data.remote(self.data_ref)
         self.dead: set[int] = set()  # slots whose worker was lost and could not be recreated
         self.starting: dict[int, Any] = {}  # worker not started yet → its pending info() ref
         self.info = self._wait_started(float(res.start_timeout_s))
@@ -132,20 +134,54 @@ class WorkerPool:
         return str(self.info[worker]["ip"])
 
     def _start(self, spec: Any) -> Any:
-        """One worker actor for ``spec``: its device, threads and precision follow its shape."""
+        """One worker actor for ``spec`` (rank 0 of a gang when ``spec.ranks`` > 1): its device,
+        threads and precision follow its shape."""
         workload, options, res, deterministic = self._args
         device = "cuda" if spec.kind == "gpu" else "cpu"
-        handle = RemoteWorker.options(**self.gpus.options(spec)).remote(
-            workload, options, None, spec.index, device, max(1, int(spec.num_cpus)),
-            shape=spec.shape, precision=getattr(res.precision, spec.kind),
-            gpu_share=spec.num_gpus, live_trials=res.gpu_live_trials,
-            deterministic=deterministic, state_on_worker=res.state_on_worker,
-            large_state_mb=res.large_state_mb, state_buffers=res.state_buffers)
+        args = (workload, options, None, spec.index, device, max(1, int(spec.num_cpus)))
+        kwargs = dict(shape=spec.shape, precision=getattr(res.precision, spec.kind),
+                      gpu_share=spec.num_gpus, live_trials=res.gpu_live_trials,
+                      deterministic=deterministic, state_on_worker=res.state_on_worker,
+                      large_state_mb=res.large_state_mb, state_buffers=res.state_buffers)
+        if spec.ranks > 1:
+            handle = self._start_gang(spec, args, kwargs)
+        else:
+            handle = RemoteWorker.options(**self.gpus.options(spec)).remote(*args, **kwargs)
         if self.data_ref is not None:  # a replacement worker: the data is shared already
-            handle.set_data.remote(self.data_ref)
+            for rank in self.ranks(spec.index, handle):
+                rank.set_data.remote(self.data_ref)
         if self._stop_sent:  # started while the run stops: it must not start a segment either
             handle.request_stop.remote()
         return handle
+
+    def _start_gang(self, spec: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """The W ranks of a gang in one placement group; rank 0 forms their process group."""
+        from pbtune.cluster.placement import gang_group, gang_options
+        from pbtune.engines.native.gang import RemoteGangWorker
+
+        group = gang_group(spec)
+        ranks = [RemoteGangWorker.options(**gang_options(group, r, spec)).remote(
+            *args, rank=r, world_size=spec.ranks, **kwargs) for r in range(spec.ranks)]
+        ranks[0].form.remote(ranks[1:])  # before info(): a started gang is a formed one
+        self.gangs[spec.index] = (group, ranks[1:])
+        return ranks[0]
+
+    def ranks(self, slot: int, leader: Any = None) -> list[Any]:
+        """Every actor of a slot: its worker, or a gang's ranks in order."""
+        return [leader or self.workers[slot], *self.gangs.get(slot, (None, []))[1]]
+
+    def _end_gang(self, slot: int) -> None:
+        """Kill a gang's other ranks and free its placement group (rank 0: the caller's)."""
+        from ray.util.placement_group import remove_placement_group
+
+        group, followers = self.gangs.pop(slot, (None, []))
+        for handle in followers:
+            ray.kill(handle)
+        if group is not None:
+            try:
+                remove_placement_group(group)
+            except Exception:  # Ray already gone
+                pass
 
     def replace(self, worker: int, timeout_s: float = 60.0) -> bool:
         """Recreate a lost worker on its planned node; False (slot retired) if that fails.
@@ -158,6 +194,7 @@ class WorkerPool:
             ray.kill(self.workers[worker])
         except Exception:  # already dead
             pass
+        self._end_gang(worker)  # a gang is lost, and rebuilt, as a whole
         spec = self.specs[worker]
         if worker in self.dead:  # retired with its node (elastic.retire): nowhere to go
             return False
@@ -166,6 +203,7 @@ class WorkerPool:
             self.info[worker] = ray.get(handle.info.remote(), timeout=timeout_s)
         except Exception:  # the node is gone or the actor cannot start there
             ray.kill(handle)
+            self._end_gang(worker)
             self.dead.add(worker)
             return False
         self.workers[worker] = handle
@@ -235,6 +273,8 @@ class WorkerPool:
     def shutdown(self) -> None:
         for handle in self.workers:
             ray.kill(handle)
+        for slot in list(self.gangs):
+            self._end_gang(slot)
         self.gpus.remove()
 
 

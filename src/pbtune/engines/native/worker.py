@@ -27,31 +27,14 @@ from typing import Any
 import ray
 
 from pbtune.engines.native.held import HeldStates, Live, holds_states, materialize, state_nbytes
+from pbtune.engines.native.usage import resource_usage
 from pbtune.engines.node_options import resolve_here
 from pbtune.engines.segment import park, run_segment
 
 
-def resource_usage(process: Any) -> dict[str, float]:
-    """Node CPU %, this worker's resident memory (MiB) and, with NVML, GPU utilisation %."""
-    import psutil
-
-    usage = {"node_cpu_percent": psutil.cpu_percent(interval=None),
-             "worker_rss_mb": process.memory_info().rss / 2**20}
-    try:  # optional: NVIDIA's management library, present on GPU nodes with nvidia-ml-py
-        import pynvml
-
-        pynvml.nvmlInit()
-        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        if handles:
-            usage["node_gpu_percent"] = sum(
-                pynvml.nvmlDeviceGetUtilizationRates(h).gpu for h in handles) / len(handles)
-    except Exception:  # no NVML, no GPU: report CPU only
-        pass
-    return usage
-
-
 class Worker:
     """Runs segments of trials on one resource slot; holds the live workloads of its trials.
+    (:class:`~pbtune.engines.native.gang.GangWorker` is rank 0, or another rank, of a gang.)
 
     Args:
         workload: registry name or ``file.py:Class`` spec of the workload.
@@ -66,8 +49,7 @@ class Worker:
         live_trials: on a GPU, trials kept resident between segments (the rest are parked on
             the host, see :func:`pbtune.engines.segment.park`); None: no limit.
         deterministic: cuDNN/torch deterministic algorithms (``deterministic`` in the config).
-        precision: ``resources.precision`` for this worker's kind (``auto`` resolved here, where
-            the GPU is known).
+        precision: ``resources.precision`` for this worker's kind (``auto`` resolved at the GPU).
         state_on_worker: ``resources.state_on_worker``: ``always``/``never`` keep trial states
             on this worker (no snapshot in the object store after a segment), ``auto`` follows
             the workload's ``large_state`` flag, else the first state's size against
@@ -134,6 +116,7 @@ class Worker:
         # Once set it stays set: a stopped run submits no further segments.
         self._stop = threading.Event()
         self.trials: dict[str, Any] = {}  # trial id → live workload object
+        self.before_iteration: Any = None  # a gang's rank 0 signals its other ranks here
         self.held = HeldStates(self.trials, buffers=state_buffers)
         self.holds: bool | None = holds_states(state_on_worker, self.cls)  # None: size decides
         self.large_state_bytes = large_state_mb * 2**20
@@ -151,6 +134,11 @@ class Worker:
         node's departure can take a signal the other workers depend on with it.
         """
         self._stop.set()
+
+    def make(self, config: Mapping[str, Any], seed: int) -> Any:
+        """A new workload of a trial here (its segment then loads any state it is given)."""
+        return self.cls(config, data=self.data, options=self.options, seed=seed,
+                        device=self.device, **self._kwargs)
 
     def set_data(self, data: Any) -> None:
         """Receive the node-shared data (an ObjectRef argument arrives as zero-copy arrays)."""
@@ -270,13 +258,13 @@ class Worker:
         try:
             out = run_segment(
                 self.trials, trial_id,
-                lambda: self.cls(config, data=self.data, options=self.options, seed=seed,
-                                 device=self.device, **self._kwargs),
+                lambda: self.make(config, seed),
                 config, target_iteration, state=materialize(state), include_rng=include_rng,
                 rng_from=materialize(rng_from), metric=metric, mode=mode, threshold=threshold,
                 best_so_far=best_so_far, deadline=deadline, stop=self._stop.is_set,
                 extra=lambda: resource_usage(self.process), snapshot=holds is not True,
-                copy_held_best=False)  # copied later, if still wanted (held.py)
+                copy_held_best=False,  # copied later, if still wanted (held.py)
+                before_iteration=self.before_iteration)
         finally:
             self.held.end(prewarm=holds is True)
         if holds is None and out[2] is not None:  # decided once, by the first state's size
