@@ -142,6 +142,10 @@ class _Collector:
         self.iterations = 0
         self.best: dict[str, Any] | None = None
         self.staging: set[str] = set()
+        # Epoch s: when the first reported iteration started, and the last report arrived
+        # (fixed_overhead.py's "loop": the same span pbtune's rows give).
+        self.first_start: float | None = None
+        self.last_result: float | None = None
 
 
 def _make_callback(collector: _Collector) -> Any:
@@ -152,6 +156,10 @@ def _make_callback(collector: _Collector) -> Any:
                             **info: Any) -> None:
             collector.compute_s += float(result.get("compute_s", 0.0))
             collector.iterations += 1
+            now = time.time()
+            began = now - float(result.get("time_this_iter_s", 0.0))
+            collector.first_start = min(began, collector.first_start or began)
+            collector.last_result = now
             collector.staging.add(str(trial.local_experiment_path))
             value = float(result[collector.metric])
             if collector.best is None or value > collector.best["metric"]:
@@ -302,4 +310,5 @@ def run_tune_pbt(
         "checkpoint_errors": ckpt_errors.count,  # Tune's logged, non-fatal deletion errors
         "reuse_actors": reuse_actors,
         "num_to_keep": num_to_keep,
+        "loop_s": round((collector.last_result or 0.0) - (collector.first_start or 0.0), 3),
     }

@@ -11,6 +11,8 @@ from pbtune.errors import UserError
 from pbtune.workloads import create, get, list_workloads, register
 from pbtune.workloads.digits import DigitsCNN
 
+REPO = Path(__file__).resolve().parents[2]
+
 VALID = '''
 from __future__ import annotations
 
@@ -124,3 +126,20 @@ def test_module_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert get("pbtune_test_user_mod:Mini").__name__ == "Mini"
     with pytest.raises(UserError, match="cannot import module"):
         get("pbtune_no_such_module_xyz:Mini")
+
+
+@pytest.mark.parametrize("name", [*list_workloads(), "tests/engines/toy_workload.py:Counter",
+                                  "tests/engines/gang_workload.py:Regress"])
+def test_imports_torch_reads_what_importing_does(name):
+    """The source check that decides whether Ray's workers preload torch agrees with what
+    importing the workload really does, for every built-in and a file workload of each kind."""
+    import subprocess
+    import sys
+
+    from pbtune.workloads.registry import imports_torch
+
+    probe = ("import sys; from pbtune.workloads.registry import get; "
+             f"get({name!r}); print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, cwd=REPO)
+    assert imports_torch(name) == (out.stdout.strip() == "True")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -107,10 +108,12 @@ def run(config_or_path: Any = None, *, workload: Any = None, engine: str | None 
 
 
 def run_experiment(cfg: Any, results_dir: str | Path, *, quiet: bool = False,
-                   tensorboard: bool = False, plots: bool = True,
-                   log: bool = False) -> tuple[dict[str, Any], Path]:
+                   tensorboard: bool = False, plots: bool = True, log: bool = False,
+                   release_ray: bool = False) -> tuple[dict[str, Any], Path]:
     """One experiment: prepare, write provenance, run with the status view, plot; returns
-    ``(summary, run_dir)``. ``pbtune run`` and :func:`run` both come here."""
+    ``(summary, run_dir)``. ``pbtune run`` and :func:`run` both come here. ``release_ray``
+    (the command's last run): the local Ray instance pbtune started stops while the plots are
+    drawn, instead of after them at the interpreter's exit."""
     from pbtune.api.finish import journal_header, print_summary
     from pbtune.config import dump_yaml
     from pbtune.engines import create_engine
@@ -144,8 +147,15 @@ def run_experiment(cfg: Any, results_dir: str | Path, *, quiet: bool = False,
         if view is not None:
             view.close()  # type: ignore[attr-defined]  # a failed run leaves the terminal usable
     print_summary(cfg, summary, run_dir)
+    drawing = threading.Thread(target=write_plots, args=(run_dir,), name="pbtune-plots")
     if plots:
-        write_plots(run_dir)
+        drawing.start()  # matplotlib's Agg backend: safe off the main thread
+    if release_ray:
+        from pbtune.cluster import release
+
+        release()
+    if plots:
+        drawing.join()
     summary["end_to_end_s"] = round(time.perf_counter() - started, 3)  # Running_Results.txt
     return summary, run_dir
 

@@ -1,7 +1,5 @@
 """``python -m pbtune.cli``."""
 
-import sys
+from pbtune.cli import console
 
-from pbtune.cli import main
-
-sys.exit(main())
+console()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from pbtune.api.finish import exit_code
@@ -18,9 +19,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     --exp-times N the experiment runs N times (seeds seed, seed+1, ...) and each repetition's
     runtime, best metric and resource use are appended to <results-dir>/Running_Results.txt.
     """
-    cfg = resolved_config(args)
+    try:
+        return _run(args)
+    finally:  # an error after Ray started (a config the workload rejects): Ray stops too
+        nodes = sys.modules.get("pbtune.cluster.nodes")  # not imported: Ray never started
+        if nodes is not None:
+            nodes.release()
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = resolved_config(args, start_ray=True)
     if args.exp_times is None:
-        summary, run_dir = run_once(args, cfg)
+        summary, run_dir = run_once(args, cfg, last=True)
         return exit_code(summary, run_dir)  # 130 and the resume command after Ctrl-C
     from pbtune.results.repeat import RunningResults
 
@@ -30,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for rep in range(1, args.exp_times + 1):
         rep_cfg = cfg.model_copy(update={"seed": cfg.seed + rep - 1})
         print(f"repetition {rep}/{args.exp_times} (seed {rep_cfg.seed})", flush=True)
-        summary, run_dir = run_once(args, rep_cfg)
+        summary, run_dir = run_once(args, rep_cfg, last=rep == args.exp_times)
         if summary.get("stop_reason") == "interrupted":
             return exit_code(summary, run_dir)  # no mean over an interrupted series
         log.add(rep, rep_cfg, summary, run_dir)
@@ -39,12 +49,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_once(args: argparse.Namespace, cfg: Any) -> tuple[dict[str, Any], Any]:
-    """One experiment through the library (:func:`pbtune.api.experiment.run_experiment`)."""
+def run_once(args: argparse.Namespace, cfg: Any, last: bool) -> tuple[dict[str, Any], Any]:
+    """One experiment through the library (:func:`pbtune.api.experiment.run_experiment`);
+    after the ``last`` one the local Ray instance stops while the plots are drawn."""
     from pbtune.api.experiment import run_experiment
 
     return run_experiment(cfg, args.results_dir, quiet=args.quiet, tensorboard=args.tensorboard,
-                          plots=not args.no_plots)
+                          plots=not args.no_plots, release_ray=last)
 
 
 def register(sub: Any) -> None:

@@ -25,6 +25,7 @@ from pbtune.cluster.plan import (
 _LAZY = {  # name → module that imports Ray
     "connect": "pbtune.cluster.nodes",
     "cluster_nodes": "pbtune.cluster.nodes",
+    "release": "pbtune.cluster.nodes",
     "actor_options": "pbtune.cluster.placement",
     "GpuBundles": "pbtune.cluster.placement",
     "watch_nodes": "pbtune.cluster.placement",
@@ -42,6 +43,7 @@ __all__ = [
     "effective_reserve",
     "plan_cluster",
     "plan_for",
+    "release",
     "watch_nodes",
 ]
 

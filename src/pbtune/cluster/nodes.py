@@ -16,7 +16,7 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import ray
 
@@ -29,6 +29,8 @@ _HEAD_MARKER = "node:__internal_head__"  # resource Ray puts on the head node on
 _BUILTIN = frozenset({"CPU", "GPU", "memory", "object_store_memory"})
 _BUILTIN_PREFIXES = ("node:", "accelerator_type:")
 
+
+_OWNED = False  # connect() started the local Ray instance this process uses
 
 def _fix(address: str) -> str:
     return (f"cannot connect to Ray at {address}: {{}}; start the head with ray start --head "
@@ -51,7 +53,7 @@ def _probe(address: str) -> None:
 
 
 def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None,
-            log_to_driver: bool = True) -> str:
+            log_to_driver: bool = True, preload: Sequence[str] = ()) -> str:
     """Join a running cluster, or start a private local instance; returns which it did.
 
     A no-op (``"already connected"``) if Ray is already initialised. Without an address a
@@ -66,10 +68,14 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
             where the cluster's ``ray start`` settings decide.
         num_gpus: GPUs for a local instance (default: what Ray detects).
         log_to_driver: forward worker prints to this process (kept on so workload errors show).
+        preload: modules a *local* instance's worker processes import as they start, before
+            any work (Ray's ``preload_python_modules``): torch for a torch workload, so a
+            worker's start overlaps the driver's instead of following it.
 
     Raises:
         UserError: the address is malformed or nothing Ray-like answers there.
     """
+    global _OWNED
     if ray.is_initialized():
         return "already connected"
     address = address or os.environ.get("RAY_ADDRESS") or None
@@ -78,7 +84,10 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
     _auth_mode(local=address is None)
     with _own_sigterm():
         if address is None:
-            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, **quiet)
+            system = {"preload_python_modules": list(preload)} if preload else None
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus,
+                     _system_config=system, **quiet)
+            _OWNED = True
             return "started a private local Ray instance"
         if address != "auto":
             _probe(address)
@@ -90,6 +99,21 @@ def connect(address: str | None, *, num_cpus: int | None = None, num_gpus: int |
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise UserError(_fix(address).format(first)) from None
     return f"joined the Ray cluster at {address}"
+
+
+def release() -> bool:
+    """Stop the local Ray instance :func:`connect` started (True), else do nothing (False).
+
+    Why: a command that is about to exit need not leave Ray's shutdown to the interpreter's
+    exit, where nothing else can overlap it (``pbtune run`` draws its plots meanwhile). A
+    cluster this process joined, or a Ray the caller started, is never stopped here.
+    """
+    global _OWNED
+    if not _OWNED or not ray.is_initialized():
+        return False
+    ray.shutdown()
+    _OWNED = False
+    return True
 
 
 def _auth_mode(local: bool) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -175,3 +176,34 @@ def load_data(cls: type[Workload], options: Mapping[str, Any]) -> Any:
         raise UserError(f"workload {cls.name or cls.__name__}: load_data failed with "
                         f"{type(exc).__name__}: {first} (check the workload's data files and "
                         "options)") from exc
+
+
+# torch itself, or the bases and libraries built on it (a workload on TorchWorkload or
+# VisionWorkload imports torch through them).
+_TORCH_IMPORT = re.compile(
+    r"^\s*(import|from)\s+(torch|torchvision|transformers|pbtune\.workloads\.(vision|torch_workload"
+    r"|gan|digits|hf_qa|models))\b|^\s*from pbtune import .*TorchWorkload", re.MULTILINE)
+
+
+def imports_torch(spec: str) -> bool:
+    """Whether a workload's module imports torch, read from its source without importing it.
+
+    Why: a local Ray started for a torch workload can have its worker processes import torch
+    while the driver starts (``preload_python_modules``: a second or more off the start of every
+    worker); a torch-free workload (``pbt-toy``) must not pay for that. A guess only ever costs
+    time: an unreadable or unknown spec is taken as not importing torch.
+    """
+    _ensure_builtins()
+    target = _LAZY.get(spec) or (spec.rsplit(":", 1)[0] if ":" in spec else None)
+    if target is None and spec in _REGISTRY:
+        target = _REGISTRY[spec].__module__
+    try:
+        if target is None:
+            return False
+        if target.endswith(".py"):
+            return bool(_TORCH_IMPORT.search(Path(target).expanduser().read_text()))
+        found = importlib.util.find_spec(target)
+        origin = found.origin if found is not None else None
+        return bool(origin and _TORCH_IMPORT.search(Path(origin).read_text()))
+    except (OSError, ImportError, ValueError, UnicodeDecodeError):
+        return False
