@@ -89,6 +89,10 @@ class GangWorker(Worker):
         self.before_iteration = lambda: self._signal(1)
         try:
             out = Worker.run(self, trial_id, config, seed, target_iteration, **kwargs)
+        except BaseException as exc:  # outside the segment's own error handling: the other
+            # ranks may wait for a signal that never comes, so the gang ends
+            self._die(f"rank 0 failed outside its segment ({type(exc).__name__}: {exc})")
+            raise
         finally:
             self.before_iteration = None
         problem = self._end(refs, out[0])
