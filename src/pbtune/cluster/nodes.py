@@ -195,19 +195,37 @@ class _QuietTokenNotice(logging.Filter):
 
 @contextlib.contextmanager
 def _own_sigterm() -> Iterator[None]:
-    """Keep the process's SIGTERM handler across ``ray.init``.
+    """Keep the process's SIGTERM handler across ``ray.init``, and hold SIGTERM and Ctrl-C
+    that arrive during it until it has returned.
 
-    Why: ``ray.init`` installs a handler that dumps stacks and aborts the driver, so a batch
-    scheduler's pre-emption (SIGTERM) would skip pbtune's final checkpoint; the CLI's handler
-    stops the run as Ctrl-C does, and must stay the one in force.
+    Why: ``ray.init`` installs a handler that exits the driver at once, so a batch scheduler's
+    pre-emption (SIGTERM) would skip pbtune's final checkpoint; the CLI's handler stops the run
+    as Ctrl-C does, and must stay the one in force. And a signal that interrupts ``ray.init``
+    half-way leaves the Ray processes it had started running with nobody to stop them
+    (measured: gcs_server, raylet and workers left after a SIGTERM 2 s into ``pbtune run``).
+    So while it runs, SIGTERM and SIGINT are only recorded (Ray's own SIGTERM handler is not
+    installed); once it has returned, a recorded one is raised as ``KeyboardInterrupt``, and
+    the caller stops the Ray it now knows it started.
     """
-    main = threading.current_thread() is threading.main_thread()
-    before = signal.getsignal(signal.SIGTERM) if main else None
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import ray._private.utils as ray_utils
+
+    held: list[int] = []
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    ray_set = ray_utils.set_sigterm_handler
+    ray_utils.set_sigterm_handler = lambda handler: None  # ours stays in force
+    for sig in before:
+        signal.signal(sig, lambda signum, frame: held.append(signum))
     try:
         yield
     finally:
-        if main and before is not None:
-            signal.signal(signal.SIGTERM, before)
+        ray_utils.set_sigterm_handler = ray_set
+        for sig, handler in before.items():  # None: set outside Python; the default then
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+    if held:
+        raise KeyboardInterrupt
 
 
 def node_info(raw: dict) -> NodeInfo:
