@@ -77,13 +77,12 @@ def console() -> None:
     instance pbtune started) or disconnected (a cluster it joined), logs are flushed, and only
     then does the process end at once. Any other thread still running: the normal exit.
     """
+    from pbtune.cli._common import stop_own_ray
+
     code = main()
     ray = sys.modules.get("ray")
-    if ray is not None and ray.is_initialized():
-        from pbtune.cluster.nodes import release
-
-        if not release():
-            ray.shutdown()  # a joined cluster: this driver disconnects, the cluster goes on
+    if ray is not None and ray.is_initialized() and not stop_own_ray():
+        ray.shutdown()  # a joined cluster: this driver disconnects, the cluster goes on
     if any(t.is_alive() and not t.daemon for t in threading.enumerate()
            if t is not threading.main_thread()):
         sys.exit(code)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import threading
 from typing import Any
 
@@ -74,3 +75,10 @@ def _import_quietly(workload: str) -> None:
         get(workload)
     except BaseException:  # resolve() raises it again, in the main thread, in one line
         pass
+
+
+def stop_own_ray() -> bool:
+    """Stop the local Ray instance this process started (True); a Ray never imported, joined
+    or started by the caller is left alone (False)."""
+    nodes = sys.modules.get("pbtune.cluster.nodes")  # not imported: pbtune started no Ray
+    return nodes is not None and nodes.release()

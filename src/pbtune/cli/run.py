@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from pbtune.api.finish import exit_code
-from pbtune.cli._common import add_command, add_config_args, add_results_dir, resolved_config
+from pbtune.cli._common import (
+    add_command,
+    add_config_args,
+    add_results_dir,
+    resolved_config,
+    stop_own_ray,
+)
 from pbtune.errors import UserError
 
 
@@ -22,9 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         return _run(args)
     finally:  # an error after Ray started (a config the workload rejects): Ray stops too
-        nodes = sys.modules.get("pbtune.cluster.nodes")  # not imported: Ray never started
-        if nodes is not None:
-            nodes.release()
+        stop_own_ray()
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -115,8 +115,10 @@ def node_capacity(node: NodeInfo, alloc: Mapping[str, Mapping[str, float]] | Non
     # CPU workers: every node when the run asks for no GPU; otherwise per ``cpu_workers``.
     cpu_ok = not gw or req.cpu_workers == "all" or (req.cpu_workers == "auto" and cap_g == 0)
     n_cpu = int((_units(cap_c) - n_gpu * w * _units(cw)) // (w * _units(ccw))) if cpu_ok else 0
-    binding = ("CPU" if not gw or by_cpu < by_gpu else "GPU" if by_gpu < by_cpu
-               else "CPU and GPU") if n_gpu else "CPU" if n_cpu else None
+    if n_gpu:  # what stops one more GPU slot; CPU slots only ever run out of CPUs
+        binding = "CPU" if by_cpu < by_gpu else "GPU" if by_gpu < by_cpu else "CPU and GPU"
+    else:
+        binding = "CPU" if n_cpu else None
     excluded = bool(reasons)  # dead or unlisted: the resource checks below say nothing new
     if not excluded and n_gpu + n_cpu == 0:
         cpu_only = not gw or cpu_ok

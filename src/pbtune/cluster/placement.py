@@ -60,9 +60,7 @@ class GpuBundles:
         if spec.gpu_index is None or placed is None:
             return actor_options(spec)
         group, bundle = placed
-        return {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus,
-                "scheduling_strategy": PlacementGroupSchedulingStrategy(
-                    group, placement_group_bundle_index=bundle[spec.gpu_index])}
+        return bundle_options(group, bundle[spec.gpu_index], spec)
 
     def remove(self) -> None:
         for group, _ in self._groups.values():
@@ -84,11 +82,12 @@ def gang_group(spec: WorkerSpec) -> Any:
                            bundle_label_selector=[{_NODE_LABEL: n} for n in nodes])
 
 
-def gang_options(group: Any, rank: int, spec: WorkerSpec) -> dict[str, Any]:
-    """``ActorClass.options`` for rank ``rank`` of a gang reserved by :func:`gang_group`."""
+def bundle_options(group: Any, bundle: int, spec: WorkerSpec) -> dict[str, Any]:
+    """``ActorClass.options`` for a worker of ``spec`` in bundle ``bundle`` of ``group`` (a GPU
+    worker's GPU, or a gang's rank reserved by :func:`gang_group`)."""
     return {"num_cpus": spec.num_cpus, "num_gpus": spec.num_gpus,
             "scheduling_strategy": PlacementGroupSchedulingStrategy(
-                group, placement_group_bundle_index=rank)}
+                group, placement_group_bundle_index=bundle)}
 
 
 def actor_options(spec: WorkerSpec) -> dict[str, Any]:

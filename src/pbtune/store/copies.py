@@ -116,16 +116,13 @@ def blank(shape: Any) -> Any:
     return None
 
 
-def layout_nbytes(shape: Any) -> int:
-    """Bytes :func:`blank` allocates for ``shape`` (a :func:`layout`)."""
-    if isinstance(shape, dict):
-        return sum(layout_nbytes(v) for v in shape.values())
-    if isinstance(shape, list):
-        return sum(layout_nbytes(v) for v in shape)
-    if isinstance(shape, tuple) and shape and shape[0] == "tuple":
-        return sum(layout_nbytes(v) for v in shape[1])
-    if isinstance(shape, tuple) and shape and shape[0] == "numpy":
-        return int(np.prod(shape[1], dtype=np.int64)) * np.dtype(shape[2]).itemsize
-    if isinstance(shape, tuple) and shape and shape[0] == "torch":
-        return int(np.prod(shape[1], dtype=np.int64)) * shape[2].itemsize
-    return 0
+def state_nbytes(state: Any) -> int:
+    """Bytes of the arrays and tensors in a state (what copying it moves); other leaves 0."""
+    if isinstance(state, dict):
+        return sum(state_nbytes(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(state_nbytes(v) for v in state)
+    if isinstance(state, (bytes, bytearray)):
+        return len(state)
+    nbytes = getattr(state, "nbytes", None)  # numpy arrays and torch tensors
+    return int(nbytes) if isinstance(nbytes, int) else 0

@@ -74,12 +74,13 @@ def average_gradients(params: Iterable[Any], world_size: int) -> None:
             offset += g.numel()
 
 
-def sum_over_gang(tensor: Any) -> None:
+def sum_over_gang(tensor: Any, world_size: int) -> None:
     """In place: the tensor's sum over every rank of the gang (a no-op alone)."""
-    if gang_position()[1] > 1:
-        import torch.distributed as dist
+    if world_size == 1:
+        return
+    import torch.distributed as dist
 
-        dist.all_reduce(tensor)
+    dist.all_reduce(tensor)
 
 
 def broadcast_buffers(modules: Iterable[Any], world_size: int) -> None:

@@ -172,7 +172,7 @@ class MetricSums:
             totals = torch.stack([*(self.sums[k] for k in keys),
                                   torch.tensor(float(self.seen), dtype=torch.float64,
                                                device=device)])
-            sum_over_gang(totals)
+            sum_over_gang(totals, world_size)
             return {k: float(totals[i].item()) / max(float(totals[-1].item()), 1.0)
                     for i, k in enumerate(keys)}
         return {k: float(self.sums[k].item()) / max(self.seen, 1) for k in keys}

@@ -28,7 +28,7 @@ import threading
 import weakref
 from typing import Any
 
-from pbtune.store.copies import blank, fill, layout, layout_nbytes
+from pbtune.store.copies import blank, fill, layout, state_nbytes
 
 
 class HeldCopy(dict):  # type: ignore[type-arg]
@@ -65,9 +65,7 @@ class CopyBuffers:
             return workload.get_state()
         with self._lock:
             spare = self._free.pop() if self._free else None
-        if spare is None:
-            with self._lock:
-                self.made += 1
+            self.made += spare is None
         inner = fill(spare, live)
         del live
         self.reused += spare is not None
@@ -91,17 +89,17 @@ class CopyBuffers:
             live = view()
             if not isinstance(live, dict):
                 return None
-            shape = layout(live)
+            shape, size = layout(live), state_nbytes(live)
             del live
             self.made += wanted  # claimed now: copies taken meanwhile make their own
-            thread = threading.Thread(target=self._warm, args=(shape, wanted),
+            thread = threading.Thread(target=self._warm, args=(shape, size, wanted),
                                       name="pbtune-prewarm", daemon=True)
             self._warming = thread
         thread.start()
         return thread
 
-    def _warm(self, shape: Any, count: int) -> None:
-        kept, size = 0, layout_nbytes(shape)
+    def _warm(self, shape: Any, size: int, count: int) -> None:
+        kept = 0
         try:
             while kept < count and self._room(size):
                 inner = blank(shape)

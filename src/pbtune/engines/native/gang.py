@@ -99,7 +99,7 @@ class GangWorker(Worker):
         if problem is not None:
             self._die(problem)
         if out[0]["status"] != "ok":  # rank 0 forgot the trial: so do the others
-            ray.get([f.drop.remote(trial_id) for f in self.followers])
+            self._drop_others(trial_id)
         return out
 
     def _end(self, refs: list[Any], result: Mapping[str, Any]) -> str | None:
@@ -131,8 +131,11 @@ class GangWorker(Worker):
     @ray.method(concurrency_group="transfer")
     def drop(self, trial_id: str, keep_at: int | None = None) -> bool:
         """Forget a trial on every rank (the others first: a later segment waits for this)."""
-        ray.get([f.drop.remote(trial_id) for f in self.followers])
+        self._drop_others(trial_id)
         return Worker.drop(self, trial_id, keep_at)
+
+    def _drop_others(self, trial_id: str) -> None:
+        ray.get([f.drop.remote(trial_id) for f in self.followers])
 
     # -- the other ranks -------------------------------------------------------------------------
     def follow(self, trial_id: str, config: Mapping[str, Any], seed: int, *, state: Any = None,

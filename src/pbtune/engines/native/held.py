@@ -28,6 +28,7 @@ from typing import Any
 from pbtune.engines.native.buffers import CopyBuffers
 from pbtune.engines.native.held_writer import Live, Superseded, Writer
 from pbtune.engines.segment import Parked
+from pbtune.store.copies import state_nbytes
 
 __all__ = ["FileState", "HeldStates", "Live", "StateGone", "Superseded", "holds_states",
            "materialize", "state_nbytes"]
@@ -43,18 +44,6 @@ def holds_states(setting: str, cls: Any) -> bool | None:
         return False
     flag = getattr(cls, "large_state", None)
     return None if flag is None else bool(flag)
-
-
-def state_nbytes(state: Any) -> int:
-    """Bytes of the arrays and tensors in a state (what copying it moves); other leaves 0."""
-    if isinstance(state, dict):
-        return sum(state_nbytes(v) for v in state.values())
-    if isinstance(state, (list, tuple)):
-        return sum(state_nbytes(v) for v in state)
-    if isinstance(state, (bytes, bytearray)):
-        return len(state)
-    nbytes = getattr(state, "nbytes", None)  # numpy arrays and torch tensors
-    return int(nbytes) if isinstance(nbytes, int) else 0
 
 
 class FileState:

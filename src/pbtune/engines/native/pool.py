@@ -156,11 +156,11 @@ class WorkerPool:
 
     def _start_gang(self, spec: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The W ranks of a gang in one placement group; rank 0 forms their process group."""
-        from pbtune.cluster.placement import gang_group, gang_options
+        from pbtune.cluster.placement import bundle_options, gang_group
         from pbtune.engines.native.gang import RemoteGangWorker
 
         group = gang_group(spec)
-        ranks = [RemoteGangWorker.options(**gang_options(group, r, spec)).remote(
+        ranks = [RemoteGangWorker.options(**bundle_options(group, r, spec)).remote(
             *args, rank=r, world_size=spec.ranks, **kwargs) for r in range(spec.ranks)]
         ranks[0].form.remote(ranks[1:])  # before info(): a started gang is a formed one
         self.gangs[spec.index] = (group, ranks[1:])
