@@ -34,7 +34,7 @@ import ray
 
 from pbtune.engines.native.held import FileState, materialize
 from pbtune.engines.native.worker import Worker
-from pbtune.engines.segment import load_trial, park
+from pbtune.engines.segment import load_trial
 
 GANG_TIMEOUT_S = 1800.0  # s: the longest a rank waits in a collective (rank 0 evaluating)
 
@@ -150,8 +150,7 @@ class GangWorker(Worker):
                                   materialize(state), include_rng, materialize(rng_from))
             while self._receive():
                 workload.train(1)
-            if self.live_trials is not None:
-                park(self.trials, self.live_trials)
+            self._park_beyond_budget()
             return int(workload.iteration)
         except BaseException:
             print(f"pbtune gang rank {self.rank}, trial {trial_id}:\n{traceback.format_exc()}",

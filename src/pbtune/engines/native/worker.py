@@ -278,11 +278,15 @@ class Worker:
                     best=(result["best_value"], mode))
                 result["best_path"] = best_to
             out = (result, None, None)
+        self._park_beyond_budget()
+        return out
+
+    def _park_beyond_budget(self) -> None:
+        """On a GPU: park the trials beyond ``live_trials`` and give their device memory back."""
         if self.live_trials is not None and park(self.trials, self.live_trials):
             import torch
 
-            torch.cuda.empty_cache()  # give the parked trials' device memory back
-        return out
+            torch.cuda.empty_cache()
 
 
 RemoteWorker = ray.remote(concurrency_groups={"control": 1, "transfer": 1, "wait": 1})(Worker)
