@@ -173,7 +173,7 @@ def plan_for(nodes: Sequence[NodeInfo], resources: Any, *, slots: int | str | No
     settings; reading them in one place keeps a new resource key from being forgotten in one.
     """
     res = resources
-    return plan_cluster(
+    plan = plan_cluster(
         nodes, cpus_per_trial=res.cpus_per_trial, gpus_per_trial=res.gpus_per_trial,
         reserve_cpus=res.reserve_cpus,
         resource_allocation=dict(res.resource_allocation) or None,
@@ -182,3 +182,9 @@ def plan_for(nodes: Sequence[NodeInfo], resources: Any, *, slots: int | str | No
         cpus_per_cpu_trial=getattr(res, "cpus_per_cpu_trial", None),
         workers_per_trial=getattr(res, "workers_per_trial", 1),
         gang_placement=getattr(res, "gang_placement", "pack"))
+    k = int(getattr(res, "members_per_worker", 1))
+    if k == 1:
+        return plan
+    # Fused workers: the plan counts members (trials at once), the pool makes them lanes.
+    return replace(plan, members_per_worker=k, nodes=tuple(
+        replace(p, trials_concurrent=p.trials_concurrent * k) for p in plan.nodes))

@@ -6,8 +6,8 @@ the arithmetic lets each of those import only what it needs. Pure (no Ray).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 TRIALS_PER_WORKER = 1  # a slot (one worker, or a gang of W) runs one trial segment at a time
 SMALL_NODE_CPUS = 4.0  # CPUs; the reserve only bites above this (see effective_reserve)
@@ -44,6 +44,8 @@ class WorkerSpec:
     gpu_index: int | None
     ranks: int = 1  # W: worker processes of the slot, a gang when > 1 (one trial at a time)
     rank_nodes: tuple[str, ...] = ()  # gang_placement spread: each rank's node (else node_id)
+    members: int = 1  # K: trials its worker trains at once, fused; each is a lane (see lanes())
+    host: int | None = None  # a lane's: the index of the lane whose worker it shares (the first)
 
     def node_of_rank(self, rank: int) -> str:
         return self.rank_nodes[rank] if self.rank_nodes else self.node_id
@@ -59,7 +61,14 @@ class WorkerSpec:
         ``2x(gpu:1/cpu:2)`` for a gang of two such workers."""
         cpus = f"cpu:{self.num_cpus:g}"
         one = f"gpu:{self.num_gpus:g}/{cpus}" if self.num_gpus else cpus
+        if self.members > 1:
+            return f"fused{self.members}({one})"
         return one if self.ranks == 1 else f"{self.ranks}x({one})"
+
+    @property
+    def worker_index(self) -> int:
+        """The lane whose worker process this slot runs on (itself unless fused)."""
+        return self.index if self.host is None else self.host
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,7 @@ class Plan:
     slots_asked: int | None = None
     cpus_per_cpu_trial: float = 1.0  # CPUs of a CPU worker when GPU workers exist too
     workers_per_trial: int = 1  # W: a slot is a gang of W worker processes
+    members_per_worker: int = 1  # K: trials a worker trains at once (fused)
 
     def shapes(self) -> dict[str, int]:
         """Worker shape → how many workers have it (``{"gpu:0.5/cpu:1": 2, "cpu:2": 3}``)."""
@@ -114,8 +124,21 @@ class Plan:
 
     @property
     def trials_concurrent(self) -> int:
-        return TRIALS_PER_WORKER * len(self.workers)
+        return TRIALS_PER_WORKER * len(self.workers) * self.members_per_worker
 
     def can_run(self) -> bool:
         """True when at least one slot is placed; otherwise ``problems`` says why per node."""
         return bool(self.workers)
+
+
+def lanes(workers: Sequence[WorkerSpec], members: int, start: int = 0) -> list[WorkerSpec]:
+    """Each worker ``members`` times, numbered from ``start``: what the coordinator dispatches
+    to (resources.members_per_worker). A worker's lanes share its process; the first one's
+    index is their ``host``. One member: the specs renumbered, unchanged otherwise."""
+    out: list[WorkerSpec] = []
+    for spec in workers:
+        host = start + len(out)
+        for _ in range(members):
+            out.append(replace(spec, index=start + len(out), members=members,
+                               host=host if members > 1 else None))
+    return out

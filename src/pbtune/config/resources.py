@@ -33,6 +33,11 @@ class ResourceConfig(StrictModel):
     cpus_per_worker: Float | None = Field(None, gt=0)  # Cw: the name for cpus_per_trial
     gpus_per_worker: Float | None = Field(None, ge=0)  # Gw: the name for gpus_per_trial
     gang_placement: Literal["pack", "spread"] = "pack"  # pack: a gang on one node
+    # K: trials a worker trains at once as one batched model (fused populations): a worker is
+    # K lanes to the coordinator. fuse: auto times fused against one-after-the-other on the
+    # first rounds and keeps the faster; always/never decide without timing.
+    members_per_worker: Int = Field(1, ge=1)
+    fuse: Literal["auto", "always", "never"] = "auto"
     # With gpus_per_trial > 0, which nodes also get CPU workers (one population on both):
     # auto = nodes without GPUs; all = also a GPU node's CPUs left over; none = GPU workers only.
     cpu_workers: Literal["auto", "all", "none"] = "auto"
@@ -77,6 +82,20 @@ class ResourceConfig(StrictModel):
                                  f"same amount (per worker process); set only {new}")
             else:
                 object.__setattr__(self, old, given)
+        return self
+
+    @model_validator(mode="after")
+    def _members(self) -> ResourceConfig:
+        """Fused members share one worker process: not a gang's, and their states are small."""
+        k = self.members_per_worker
+        if k > 1 and self.workers_per_trial > 1:
+            raise ValueError(f"members_per_worker = {k} and workers_per_trial = "
+                             f"{self.workers_per_trial}: a fused worker trains its members in "
+                             "one process, a gang one trial in several; set one of them to 1")
+        if k > 1 and self.state_on_worker == "always":
+            raise ValueError(f"members_per_worker = {k} needs state_on_worker: auto or never "
+                             "(fused members are small models whose states go to the object "
+                             "store); set one of them back")
         return self
 
     @field_validator("resource_allocation", mode="before")

@@ -171,6 +171,11 @@ class ExperimentConfig(StrictModel):
                 f"resources.workers_per_trial = {self.resources.workers_per_trial} needs the "
                 "native engine (a Tune trial runs in one process); set engine: native or "
                 "workers_per_trial: 1")
+        if self.engine == "tune" and self.resources.members_per_worker > 1:
+            raise ValueError(
+                f"resources.members_per_worker = {self.resources.members_per_worker} needs the "
+                "native engine (a Tune trial is one actor); set engine: native or "
+                "members_per_worker: 1")
         return self
 
     @model_validator(mode="after")

@@ -93,18 +93,119 @@ def unpicklable(state: Any) -> str | None:
     return None
 
 
+class Segment:
+    """One trial's segment, an iteration at a time: what :func:`run_segment` does around each
+    ``run_iteration``, so a worker that trains several trials' iterations together
+    (:mod:`pbtune.engines.fused`) keeps each trial's rows, best state and stops exactly as
+    :func:`run_segment` would. Arguments as :func:`run_segment`'s."""
+
+    def __init__(self, live: MutableMapping[str, Any], trial_id: str, make: Callable[[], Any],
+                 config: Mapping[str, Any], target_iteration: int, *, state: Any = None,
+                 include_rng: bool = True, rng_from: Any = None, metric: str, mode: str,
+                 threshold: float | None = None, best_so_far: float | None = None,
+                 deadline: float | None = None, stop: Callable[[], bool] = lambda: False,
+                 extra: Callable[[], dict[str, Any]] = dict, snapshot: bool = True,
+                 copy_held_best: bool = True) -> None:
+        self.live, self.trial_id, self.make, self.config = live, trial_id, make, config
+        self.target = target_iteration
+        self.load_args = (state, include_rng, rng_from)
+        self.metric, self.mode, self.threshold = metric, mode, threshold
+        self.best_so_far, self.deadline, self.stop, self.extra = best_so_far, deadline, stop, extra
+        self.snapshot, self.copy_held_best = snapshot, copy_held_best
+        self.rows: list[dict[str, Any]] = []
+        self.artifacts: dict[int, dict[str, Any]] = {}  # iteration → the workload's artifacts()
+        self.compute_s = 0.0  # s
+        self.best_state: Any = None
+        self.best_iteration: int | None = None
+        self.fresh = trial_id not in live or state is not None  # built or loaded: check once
+        self.workload: Any = None
+        self.outcome: tuple[dict[str, Any], Any, Any] | None = None  # set when it has ended
+
+    def begin(self) -> None:
+        """Load (or continue) the trial's workload and apply the coordinator's Restore."""
+        self.workload = load_trial(self.live, self.trial_id, self.make, self.config,
+                                   *self.load_args)
+
+    def active(self) -> bool:
+        """Whether it wants another iteration."""
+        return self.outcome is None and self.workload.iteration < self.target
+
+    def record(self, step: Any) -> None:
+        """Book one iteration's :class:`~pbtune.workloads.iteration.IterationResult`; ends the
+        segment on an error, the threshold, a new best of a held state, the deadline or a stop."""
+        workload = self.workload
+        self.compute_s += step.elapsed_s
+        if step.metric_error is None:  # the driver ranks every row it gets by the metric
+            self.rows.append({**step.row, **self.extra()})
+            if step.artifacts:
+                self.artifacts[workload.iteration] = step.artifacts
+        if step.error is not None:  # diverged, or no usable metric
+            self.live.pop(self.trial_id, None)
+            self.outcome = self._error(step.error, workload.iteration)
+            return
+        if is_better(step.value, self.best_so_far, self.mode):
+            self.best_so_far = step.value
+            self.best_iteration = workload.iteration
+            # Held states: the segment ends here (below), so the end state is the best.
+            self.best_state = workload.get_state() if self.snapshot else None
+        if (reached(step.value, self.threshold, self.mode)
+                # A held state that beat the best ends its segment here: the best is then the
+                # end state, copied once, instead of a copy taken before the next iteration
+                # that the iteration after it may make useless (the trial goes on at once).
+                or (self.best_iteration == workload.iteration and not self.snapshot)
+                or (self.deadline is not None and time.time() >= self.deadline)
+                or self.stop()):
+            self.outcome = self._end()
+
+    def finish(self) -> tuple[dict[str, Any], Any, Any]:
+        """``(result, best_state, snapshot)`` as :func:`run_segment` returns them."""
+        if self.outcome is None:
+            self.outcome = self._end()
+        return self.outcome
+
+    def fail(self, exc: BaseException) -> tuple[dict[str, Any], Any, Any]:
+        """User code raised: the trial errors (and is forgotten here), the run goes on."""
+        self.live.pop(self.trial_id, None)
+        self.outcome = self._error(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
+                                   None)
+        return self.outcome
+
+    def _error(self, error: str, iteration: int | None) -> tuple[dict[str, Any], None, None]:
+        return ({"rows": self.rows, "compute_s": self.compute_s, "iteration": iteration,
+                 "status": "error", "error": error, "artifacts": self.artifacts}, None, None)
+
+    def _end(self) -> tuple[dict[str, Any], Any, Any]:
+        workload = self.workload
+        # A held state (no snapshot) is not pickled here just to check it: for gigabytes that
+        # costs seconds and a second copy; its first export or checkpoint reports the problem.
+        end_state = workload.get_state() if self.snapshot else None
+        best_state = self.best_state
+        if (self.best_iteration == workload.iteration and best_state is None
+                and self.copy_held_best):
+            best_state = workload.get_state()  # the end state is the best: one copy of it
+        if self.fresh and self.snapshot:
+            problem = unpicklable(end_state)
+            if problem:
+                self.live.pop(self.trial_id, None)
+                return self._error(problem, workload.iteration)
+        return ({"rows": self.rows, "compute_s": self.compute_s, "iteration": workload.iteration,
+                 "status": "ok", "error": None, "best_iteration": self.best_iteration,
+                 "best_value": self.best_so_far if self.best_iteration is not None else None,
+                 "artifacts": self.artifacts}, best_state, end_state)
+
+
 def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[], Any],
-                config: Mapping[str, Any], target_iteration: int, *, state: Any = None,
-                include_rng: bool = True, rng_from: Any = None, metric: str, mode: str,
-                threshold: float | None = None, best_so_far: float | None = None,
-                deadline: float | None = None, stop: Callable[[], bool] = lambda: False,
-                extra: Callable[[], dict[str, Any]] = dict, snapshot: bool = True,
-                copy_held_best: bool = True, before_iteration: Callable[[], None] | None = None,
+                config: Mapping[str, Any], target_iteration: int, *,
+                before_iteration: Callable[[], None] | None = None, **kwargs: Any,
                 ) -> tuple[dict[str, Any], Any, Any]:
     """Train a trial up to ``target_iteration``, evaluating after every iteration.
 
     Stops early when its metric reaches ``threshold``, a loss or the metric stops being finite,
     the wall clock passes ``deadline`` (epoch seconds) or ``stop()`` says so.
+
+    Keyword arguments: ``state``, ``include_rng``, ``rng_from`` (the coordinator's Restore),
+    ``metric``, ``mode``, ``threshold``, ``best_so_far``, ``deadline``, ``stop``, ``extra``
+    (columns added to every row), ``snapshot``, ``copy_held_best`` (see :class:`Segment`).
 
     Returns:
         ``(result, best_state, snapshot)``: ``result`` has ``rows`` (one per iteration, plus the
@@ -120,60 +221,13 @@ def run_segment(live: MutableMapping[str, Any], trial_id: str, make: Callable[[]
         ``before_iteration``: called before each iteration trains (a gang's rank 0 tells the
         other ranks to train one more, see :mod:`pbtune.engines.native.gang`).
     """
-    rows: list[dict[str, Any]] = []
-    artifacts: dict[int, dict[str, Any]] = {}  # iteration → the workload's artifacts()
-    compute_s = 0.0  # s
-    best_state, best_iteration = None, None
-    fresh = trial_id not in live or state is not None  # built or loaded: check its state once
+    segment = Segment(live, trial_id, make, config, target_iteration, **kwargs)
     try:
-        workload = load_trial(live, trial_id, make, config, state, include_rng, rng_from)
-        while workload.iteration < target_iteration:
+        segment.begin()
+        while segment.active():
             if before_iteration is not None:
                 before_iteration()
-            step = run_iteration(workload, metric)
-            compute_s += step.elapsed_s
-            if step.metric_error is None:  # the driver ranks every row it gets by the metric
-                rows.append({**step.row, **extra()})
-                if step.artifacts:
-                    artifacts[workload.iteration] = step.artifacts
-            if step.error is not None:  # diverged, or no usable metric
-                live.pop(trial_id, None)
-                return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
-                         "status": "error", "error": step.error, "artifacts": artifacts},
-                        None, None)
-            if is_better(step.value, best_so_far, mode):
-                best_so_far = step.value
-                best_iteration = workload.iteration
-                # Held states: the segment ends here (below), so the end state is the best.
-                best_state = workload.get_state() if snapshot else None
-            if reached(step.value, threshold, mode):
-                break
-            if best_iteration == workload.iteration and not snapshot:
-                # A held state that beat the best ends its segment here: the best is then the
-                # end state, copied once, instead of a copy taken before the next iteration
-                # that the iteration after it may make useless (the trial goes on at once).
-                break
-            if deadline is not None and time.time() >= deadline:
-                break
-            if stop():
-                break
-        # A held state (no snapshot) is not pickled here just to check it: for gigabytes that
-        # costs seconds and a second copy; its first export or checkpoint reports the problem.
-        end_state = workload.get_state() if snapshot else None
-        if best_iteration == workload.iteration and best_state is None and copy_held_best:
-            best_state = workload.get_state()  # the end state is the best: one copy of it
-        if fresh and snapshot:
-            problem = unpicklable(end_state)
-            if problem:
-                live.pop(trial_id, None)
-                return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
-                         "status": "error", "error": problem}, None, None)
-        return ({"rows": rows, "compute_s": compute_s, "iteration": workload.iteration,
-                 "status": "ok", "error": None, "best_iteration": best_iteration,
-                 "best_value": best_so_far if best_iteration is not None else None,
-                 "artifacts": artifacts}, best_state, end_state)
+            segment.record(run_iteration(segment.workload, segment.metric))
+        return segment.finish()
     except Exception as exc:  # user code failed: the trial errors, the run goes on
-        live.pop(trial_id, None)
-        return ({"rows": rows, "compute_s": compute_s, "iteration": None, "status": "error",
-                 "error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
-                 "artifacts": artifacts}, None, None)
+        return segment.fail(exc)

@@ -77,6 +77,8 @@ def plan_text(plan: Plan, width: int = 150) -> str:
     lines = [line.rstrip() for line in console.export_text().splitlines()]
     w = plan.workers_per_trial
     gangs = f" (gangs of {w} workers: {plan.total_slots * w} worker processes)" if w > 1 else ""
+    k = plan.members_per_worker
+    gangs += f" ({k} trials per worker, fused: members_per_worker)" if k > 1 else ""
     lines.append(f"{plan.total_slots} worker slots{asked}, {plan.trials_concurrent} concurrent "
                  f"trials{gangs}: {shapes_text(plan)}")
     lines += [f"problem: {problem}" for problem in plan.problems]

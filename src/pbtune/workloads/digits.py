@@ -99,6 +99,7 @@ class DigitsCNN(TorchWorkload):
     """
 
     name: ClassVar[str] = "digits-cnn"
+    fusible: ClassVar[bool] = True  # members_per_worker > 1 trains K of them as one model
     metrics: ClassVar[Mapping[str, str]] = {"accuracy": "max", "loss": "min"}
     default_metric: ClassVar[str] = "accuracy"
     hyperparameters: ClassVar[tuple[str, ...]] = ("lr", "momentum", "weight_decay", "batch_size")

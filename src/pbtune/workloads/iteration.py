@@ -119,6 +119,14 @@ def run_iteration(workload: Any, metric: str) -> IterationResult:
     start = time.perf_counter()
     train_metrics = workload.train(1)
     eval_metrics = workload.evaluate()
+    return iteration_result(workload, metric, train_metrics, eval_metrics, start)
+
+
+def iteration_result(workload: Any, metric: str, train_metrics: Mapping[str, Any],
+                     eval_metrics: Mapping[str, Any], start: float) -> IterationResult:
+    """The row of an iteration ``workload`` has just trained and evaluated (since
+    ``start``, a ``time.perf_counter()``): :func:`run_iteration`'s, or a fused group's
+    (:mod:`pbtune.workloads.fusion`) for each of its members."""
     hook = getattr(workload, "artifacts", None)  # optional: images of this iteration's model
     artifacts = dict(hook()) if callable(hook) else None
     elapsed = time.perf_counter() - start

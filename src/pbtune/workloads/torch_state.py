@@ -65,6 +65,11 @@ class BatchOrder:
         self._cursor += idx.numel()
         return idx
 
+    @property
+    def position(self) -> int:
+        """Samples drawn in the current epoch (0 between epochs)."""
+        return self._cursor if self._order is not None else 0
+
     def get_state(self) -> dict[str, Any]:
         return {"generator": generator_state(self.generator), "cursor": self._cursor,
                 "epoch_start": None if self._epoch_start is None else self._epoch_start.clone()}

@@ -65,6 +65,9 @@ class TorchWorkload(Workload):
     param_group_keys: ClassVar[Mapping[str, str | Sequence[str]]] = {}
     manual_optimization: ClassVar[bool] = False  # True: train_step calls backward_step itself
     scheduler_interval: ClassVar[str] = "step"  # step the LR scheduler(s) per "step"/"iteration"
+    #: True: K trials may train as one batched model (resources.members_per_worker, fusion.py);
+    #: train_step and eval_step must then draw no randomness and return tensors.
+    fusible: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Fill what a short subclass leaves out: the base options, the hyperparameter names
@@ -251,6 +254,56 @@ class TorchWorkload(Workload):
                     out = as_metrics(self.eval_step(batch), "eval_step")
                 sums.add(out, min(step, n - start))
         return sums.means()
+
+    # ---- fusion (pbtune.workloads.fusion): the same loop, one member's part of it -------------
+    def fusion_key(self) -> tuple[Any, ...] | None:
+        """Members train together when this matches (None: what fusion does not do)."""
+        if (self.manual_optimization or self.schedulers or self.scaler.is_enabled()
+                or self.accumulation_steps != 1 or float(self.options["slowdown"]) > 1.0
+                or len(self.models) != 1 or len(self.optimizers) != 1):
+            return None
+        # A hyperparameter no optimiser holds is read by the user's code, which runs once
+        # for the whole group (with the first member's self): members must share it.
+        own = [(k, repr(v)) for k, v in sorted(self.config.items()) if k not in
+               ("batch_size", "accumulation_steps")
+               and hyperparams.targets(k, self.param_group_keys, self.optimizers) is None]
+        return (self.batch_size, self._order.position, self.precision, str(self._device),
+                repr(sorted(self.options.items())), tuple(own))
+
+    def fusion_autocast(self) -> torch.autocast:
+        return self.autocast()
+
+    def fusion_model(self) -> nn.Module:
+        return next(iter(self.models.values()))
+
+    def fusion_optimizer(self) -> torch.optim.Optimizer:
+        return next(iter(self.optimizers.values()))
+
+    def fusion_batches(self) -> Any:
+        """This member's batches of one iteration, drawn as :meth:`train_epoch` draws them."""
+        cap, epochs_left = self.options["steps_per_iteration"], self.options["epochs_per_iteration"]
+        steps = 0
+        while cap is None or steps < cap:
+            idx = self._order.next(self.batch_size)
+            if idx is None:
+                epochs_left -= 1
+                if cap is None and epochs_left <= 0:
+                    return
+                continue
+            idx = idx.to(self._device)
+            yield tuple(t.index_select(0, idx) for t in self.train_data), idx.numel()
+            steps += 1
+
+    def fusion_train_step(self, batch: tuple[torch.Tensor, ...]) -> Mapping[str, Any]:
+        return as_metrics(self.train_step(unpack(list(batch))), "train_step")
+
+    def fusion_eval_batches(self) -> Any:
+        n, step = self.eval_data[0].shape[0], int(self.options["eval_batch_size"])
+        for start in range(0, n, step):
+            yield tuple(t[start:start + step] for t in self.eval_data), min(step, n - start)
+
+    def fusion_eval_step(self, batch: tuple[torch.Tensor, ...]) -> Mapping[str, Any]:
+        return as_metrics(self.eval_step(unpack(list(batch))), "eval_step")
 
     # ---- state -----------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:

@@ -263,6 +263,53 @@ class VisionWorkload(Workload):
         n = max(x.shape[0], 1)
         return {"accuracy": int(correct.item()) / n, "loss": float(loss_sum.item()) / n}
 
+    # ---- fusion (pbtune.workloads.fusion): one member's part of the same loop -----------------
+    fusible: ClassVar[bool] = True  # members_per_worker > 1 trains K of them as one model
+
+    def fusion_key(self) -> tuple[Any, ...] | None:
+        if self.scaler.is_enabled() or float(self.options["slowdown"]) > 1.0:
+            return None  # fp16 loss scaling and simulated slow nodes train alone
+        return (self.batch_size, self.precision, str(self._device),
+                repr(sorted(self.options.items())))
+
+    def fusion_model(self) -> torch.nn.Module:
+        return self.model
+
+    def fusion_optimizer(self) -> torch.optim.Optimizer:
+        return self.optimizer
+
+    def fusion_autocast(self) -> torch.autocast:
+        return self._autocast()
+
+    def fusion_batches(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], int]]:
+        """This member's batches of one iteration, drawn (and augmented) as
+        :meth:`_run_iteration` draws them."""
+        x, y = self._x["train"], self._y["train"]
+        cap, steps = self.options["steps_per_iteration"], 0
+        for _ in range(int(self.options["epochs_per_iteration"])):
+            for idx in self._train_batches():
+                if cap is not None and steps >= int(cap):
+                    return
+                yield (self._inputs(x.index_select(0, idx), True), y.index_select(0, idx)), \
+                    idx.numel()
+                steps += 1
+
+    def fusion_train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+        logits = self.model(batch[0])
+        return {"loss": F.cross_entropy(logits, batch[1]),
+                "train_accuracy": logits.argmax(1) == batch[1]}
+
+    def fusion_eval_batches(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], int]]:
+        x, y, step = self._x["val"], self._y["val"], int(self.options["eval_batch_size"])
+        for start in range(0, x.shape[0], step):
+            labels = y[start:start + step]
+            yield (self._inputs(x[start:start + step], False), labels), labels.numel()
+
+    def fusion_eval_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+        logits = self.model(batch[0])
+        return {"accuracy": logits.argmax(1) == batch[1],
+                "loss": F.cross_entropy(logits.float(), batch[1], reduction="none")}
+
     def get_state(self) -> dict[str, Any]:
         """CPU copies of model, optimiser (incl. momentum buffers) and both RNG streams."""
         return state_to_cpu(self.state_view())

@@ -69,6 +69,7 @@ class RayExecutor:
         self._watcher: NodeWatcher | None = None
         self._membership = self.pool.membership()
         self.writes = HeldWrites(self.pool)  # copies, drops and writes of held states
+        self._sent_to: dict[Any, Any] = {}  # result ref → the worker handle it runs on
 
     def attach(self, run_dir: Any) -> None:
         """Held states are written into ``run_dir`` (a filesystem every node shares)."""
@@ -103,6 +104,7 @@ class RayExecutor:
             for ref, (worker, *_rest) in list(self.inflight.items()):
                 if worker in command.workers:
                     del self.inflight[ref]
+                    self._sent_to.pop(ref, None)
             for worker in command.workers:  # the run is ending: no replacement
                 ray.kill(self.pool.workers[worker])
         else:
@@ -166,6 +168,7 @@ class RayExecutor:
             best_to=self.writes.best_path(), after=self.writes.after(c.worker, c.trial_id))
         result, best, snapshot = refs
         self.inflight[result] = (c.worker, c.trial_id, best, snapshot, consumed)
+        self._sent_to[result] = pool.workers[c.worker]  # which process, should it be lost
 
     # -- events ----------------------------------------------------------------------------------
     def next_event(self, timeout_s: float | None = None) -> Event | None:
@@ -194,10 +197,11 @@ class RayExecutor:
 
     def _collect(self, ref: Any) -> Event:
         worker, trial_id, best, snapshot, consumed = self.inflight.pop(ref)
+        handle = self._sent_to.pop(ref, None)
         try:
             result = ray.get(ref)
         except ray.exceptions.RayError as exc:
-            return self._failed(worker, trial_id, exc)
+            return self._failed(worker, trial_id, exc, handle)
         for held in consumed:  # loaded: the donor copy is freed once no target still needs it
             self.writes.loaded(held)
         if result.get("held"):  # the state stays on the worker: handles name it there
@@ -206,7 +210,8 @@ class RayExecutor:
             best = self.writes.best_file(worker, result, trial_id)
         return SegmentFinished(worker, trial_id, result, best, snapshot)
 
-    def _failed(self, worker: int, trial_id: str, exc: BaseException) -> Event:
+    def _failed(self, worker: int, trial_id: str, exc: BaseException,
+                handle: Any = None) -> Event:
         """A segment whose result did not come back: its input state was lost, its worker
         died, or (the worker lives) its results could not be sent."""
         cause = getattr(exc, "cause", None) or exc
@@ -228,7 +233,7 @@ class RayExecutor:
                          f"({type(cause).__name__}: {first}); get_state() and the metrics "
                          "must be picklable (tensors, numpy arrays, numbers, dicts, lists)"})
         # actor died, node removed
-        replaced = self.pool.replace(worker)
+        replaced = self.pool.replace(worker, lost=handle)  # a fused worker's lanes: once
         self.writes.forget(worker)
         return SegmentLost(worker, trial_id, type(exc).__name__, str(exc), False, replaced)
 

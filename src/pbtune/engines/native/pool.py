@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import replace
 from typing import Any
 
 import ray
 
 from pbtune.cluster import GpuBundles, cluster_nodes, connect, plan_for
+from pbtune.cluster.specs import lanes
 from pbtune.engines.native.worker import RemoteWorker
 from pbtune.engines.node_options import driver_options
 from pbtune.errors import UserError
@@ -38,7 +38,9 @@ class WorkerPool:
             raise UserError("no worker slot can be placed: " + "; ".join(plan.problems)
                             + " (run `pbtune plan` for the per-node table)")
         self.plan = plan
-        self.specs = list(plan.workers)  # slot → WorkerSpec; grows when nodes join (elastic)
+        # slot → WorkerSpec; grows when nodes join (elastic). With members_per_worker K a worker
+        # is K slots ("lanes") that share its process (spec.worker_index), see engines/fused.py.
+        self.specs = lanes(plan.workers, res.members_per_worker)
         self.gpus = GpuBundles()  # GPU workers go to the physical GPU the plan chose
         self.gpus.add(plan.workers, {p.node_id: p.cap_gpus for p in plan.nodes})
         self._res = res
@@ -50,22 +52,27 @@ class WorkerPool:
         self.holds_states = res.state_on_worker == "always" or (
             res.state_on_worker == "auto" and bool(getattr(get(cfg.workload), "large_state",
                                                            False)))
+        if res.members_per_worker > 1 and not getattr(get(cfg.workload), "fusible", False):
+            print(f"note: {cfg.workload} does not fuse (fusible = False): each worker trains "
+                  f"its {res.members_per_worker} members one after the other", file=sys.stderr)
         self.workers = []
         self.gangs: dict[int, tuple[Any, list[Any]]] = {}  # slot → (placement group, ranks 1..)
         self._args = (workload, dict(cfg.options), res, bool(cfg.deterministic))
         self._launched = time.monotonic()
         # Workers start (and import torch) while the driver decodes the data.
-        for spec in plan.workers:
-            self.workers.append(self._start(spec))
+        for spec in self.specs:
+            self.workers.append(self._start(spec) if spec.worker_index == spec.index
+                                else self.workers[spec.worker_index])
         # Decoded once, put in the object store once: every worker maps the same arrays.
         try:
             self.data_ref = ray.put(load_data(get(cfg.workload), driver_options(cfg.options)))
         except BaseException:  # no worker outlives a run that cannot start
             self.shutdown()
             raise
-        for slot in range(len(self.workers)):
-            for handle in self.ranks(slot):
-                handle.set_data.remote(self.data_ref)
+        for spec in self.specs:
+            if spec.worker_index == spec.index:  # once per worker process, not per lane
+                for handle in self.ranks(spec.index):
+                    handle.set_data.remote(self.data_ref)
         self.dead: set[int] = set()  # slots whose worker was lost and could not be recreated
         self.starting: dict[int, Any] = {}  # worker not started yet → its pending info() ref
         self.info = self._wait_started(float(res.start_timeout_s))
@@ -80,7 +87,7 @@ class WorkerPool:
         a worker pending with no error at all). A warning names workers still not started after
         ``timeout_s`` (see :meth:`adopt`).
         """
-        refs = [w.info.remote() for w in self.workers]
+        refs = [w.info.remote(i) for i, w in enumerate(self.workers)]
         first, _ = ray.wait(refs, num_returns=1, timeout=timeout_s)
         if not first:
             self.shutdown()
@@ -140,13 +147,15 @@ class WorkerPool:
         device = "cuda" if spec.kind == "gpu" else "cpu"
         args = (workload, options, None, spec.index, device, max(1, int(spec.num_cpus)))
         kwargs = dict(shape=spec.shape, precision=getattr(res.precision, spec.kind),
+                      members=spec.members, fuse=res.fuse,
                       gpu_share=spec.num_gpus, live_trials=res.gpu_live_trials,
                       deterministic=deterministic, state_on_worker=res.state_on_worker,
                       large_state_mb=res.large_state_mb, state_buffers=res.state_buffers)
         if spec.ranks > 1:
             handle = self._start_gang(spec, args, kwargs)
         else:
-            handle = RemoteWorker.options(**self.gpus.options(spec)).remote(*args, **kwargs)
+            handle = RemoteWorker.options(**self.gpus.options(spec), max_concurrency=spec.members,
+                                          ).remote(*args, **kwargs)
         if self.data_ref is not None:  # a replacement worker: the data is shared already
             for rank in self.ranks(spec.index, handle):
                 rank.set_data.remote(self.data_ref)
@@ -183,30 +192,41 @@ class WorkerPool:
             except Exception:  # Ray already gone
                 pass
 
-    def replace(self, worker: int, timeout_s: float = 60.0) -> bool:
+    def lanes_of(self, worker: int) -> list[int]:
+        """The slots that share ``worker``'s process (itself alone unless fused)."""
+        host = self.specs[worker].worker_index
+        return [s.index for s in self.specs if s.worker_index == host]
+
+    def replace(self, worker: int, timeout_s: float = 60.0, lost: Any = None) -> bool:
         """Recreate a lost worker on its planned node; False (slot retired) if that fails.
 
         The slot's node may be gone (node removed, hard node affinity): then the slot is marked
         dead and the remaining workers take its trials. The lost worker's live trials are the
-        coordinator's business (it restores them from their snapshots).
+        coordinator's business (it restores them from their snapshots). A fused worker's lanes
+        are replaced together: ``lost`` (the handle that failed) already replaced, by another
+        lane's loss, is not replaced again.
         """
+        siblings = self.lanes_of(worker)
+        if lost is not None and self.workers[worker] is not lost:
+            return worker not in self.dead
         try:
             ray.kill(self.workers[worker])
         except Exception:  # already dead
             pass
         self._end_gang(worker)  # a gang is lost, and rebuilt, as a whole
-        spec = self.specs[worker]
+        spec = self.specs[siblings[0]]
         if worker in self.dead:  # retired with its node (elastic.retire): nowhere to go
             return False
         handle = self._start(spec)
         try:
-            self.info[worker] = ray.get(handle.info.remote(), timeout=timeout_s)
+            infos = ray.get([handle.info.remote(lane) for lane in siblings], timeout=timeout_s)
         except Exception:  # the node is gone or the actor cannot start there
             ray.kill(handle)
             self._end_gang(worker)
-            self.dead.add(worker)
+            self.dead.update(siblings)
             return False
-        self.workers[worker] = handle
+        for lane, info in zip(siblings, infos, strict=True):
+            self.workers[lane], self.info[lane] = handle, info
         return True
 
     # -- elasticity (see engines/native/elastic.py) ---------------------------------------------
@@ -219,18 +239,20 @@ class WorkerPool:
         see :meth:`adopt`; meanwhile the driver keeps dispatching to the others.
         """
         res = self._res
-        room = None if res.slots is None else max(0, res.slots - (self.size - len(self.dead)))
+        live = {s.worker_index for s in self.specs if s.index not in self.dead}  # processes
+        room = None if res.slots is None else max(0, res.slots - len(live))
         plan = plan_for(nodes, res, slots=room)
-        specs = [replace(s, index=self.size + i) for i, s in enumerate(plan.workers)]
+        specs = lanes(plan.workers, res.members_per_worker, start=self.size)
         if room == 0 or not specs:
             return []
         self.gpus.add(specs, {p.node_id: p.cap_gpus for p in plan.nodes})
         for spec in specs:
-            handle = self._start(spec)
+            handle = self._start(spec) if spec.worker_index == spec.index \
+                else self.workers[spec.worker_index]
             self.specs.append(spec)
             self.workers.append(handle)
             self.info.append(_planned(spec))
-            self.starting[spec.index] = handle.info.remote()
+            self.starting[spec.index] = handle.info.remote(spec.index)
         return [spec.index for spec in specs]
 
     def adopt(self) -> list[int]:

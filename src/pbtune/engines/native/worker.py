@@ -29,7 +29,7 @@ import ray
 from pbtune.engines.native.held import HeldStates, Live, holds_states, materialize, state_nbytes
 from pbtune.engines.native.usage import resource_usage
 from pbtune.engines.node_options import resolve_here
-from pbtune.engines.segment import park, run_segment
+from pbtune.engines.segment import Segment, park, run_segment
 
 
 class Worker:
@@ -54,6 +54,9 @@ class Worker:
             on this worker (no snapshot in the object store after a segment), ``auto`` follows
             the workload's ``large_state`` flag, else the first state's size against
             ``large_state_mb`` (see held.py); ``state_buffers``: copies kept for reuse.
+        members: K (``resources.members_per_worker``): the worker is K lanes whose segments
+            train together (:mod:`pbtune.engines.fused`, ``fuse`` its mode); states go to the
+            object store.
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class Worker:
         live_trials: int | None = None,
         deterministic: bool = False,
         state_on_worker: str = "auto", large_state_mb: float = 512.0, state_buffers: int = 2,
+        members: int = 1, fuse: str = "auto",
     ) -> None:
         from pbtune.workloads import get
         from pbtune.workloads.precision import resolve, workload_kwargs
@@ -119,6 +123,11 @@ class Worker:
         self.before_iteration: Any = None  # a gang's rank 0 signals its other ranks here
         self.held = HeldStates(self.trials, buffers=state_buffers)
         self.holds: bool | None = holds_states(state_on_worker, self.cls)  # None: size decides
+        self.fused = None
+        if members > 1:
+            from pbtune.engines.fused import FusedRunner
+
+            self.fused, self.holds = FusedRunner(members, fuse), False
         self.large_state_bytes = large_state_mb * 2**20
         import psutil
 
@@ -144,11 +153,12 @@ class Worker:
         """Receive the node-shared data (an ObjectRef argument arrives as zero-copy arrays)."""
         self.data = data
 
-    def info(self) -> dict[str, Any]:
-        """Where this worker runs (for the status table and the timeline)."""
+    def info(self, lane: int | None = None) -> dict[str, Any]:
+        """Where this worker (as slot ``lane`` of a fused one) runs, for the status table and
+        the timeline."""
         ctx = ray.get_runtime_context()
         return {
-            "index": self.index,
+            "index": self.index if lane is None else lane,
             "node_id": ctx.get_node_id(),
             "ip": ray.util.get_node_ip_address(),
             "host": socket.gethostname(),
@@ -256,15 +266,16 @@ class Worker:
         holds = self.holds
         self.held.begin(trial_id, pin_start and holds is not False)
         try:
-            out = run_segment(
-                self.trials, trial_id,
-                lambda: self.make(config, seed),
-                config, target_iteration, state=materialize(state), include_rng=include_rng,
-                rng_from=materialize(rng_from), metric=metric, mode=mode, threshold=threshold,
-                best_so_far=best_so_far, deadline=deadline, stop=self._stop.is_set,
+            args = (self.trials, trial_id, lambda: self.make(config, seed), config,
+                    target_iteration)
+            kwargs = dict(
+                state=materialize(state), include_rng=include_rng, rng_from=materialize(rng_from),
+                metric=metric, mode=mode, threshold=threshold, best_so_far=best_so_far,
+                deadline=deadline, stop=self._stop.is_set,
                 extra=lambda: resource_usage(self.process), snapshot=holds is not True,
-                copy_held_best=False,  # copied later, if still wanted (held.py)
-                before_iteration=self.before_iteration)
+                copy_held_best=False)  # copied later, if still wanted (held.py)
+            out = self.fused.run(Segment(*args, **kwargs)) if self.fused else run_segment(
+                *args, before_iteration=self.before_iteration, **kwargs)
         finally:
             self.held.end(prewarm=holds is True)
         if holds is None and out[2] is not None:  # decided once, by the first state's size

@@ -1,0 +1,153 @@
+"""Several trials of one workload trained as one batched model (``resources.members_per_worker``).
+
+Why: a small model leaves a core, and far more a GPU, mostly idle; PBT's population is many
+copies of one architecture that differ only in weights, optimiser state and hyperparameters.
+Stacking the K members' parameters along a new leading dimension and running the model under
+``torch.func.vmap`` turns K small forward/backward passes into one wide one (convolutions
+become grouped, linear layers batched matmuls), as HFTA (Wang et al., MLSys 2021) does by hand.
+
+Members stay ordinary workload objects: each keeps its own model, optimiser, data order and
+augmentation stream, so get_state/set_state, exploit, moves and checkpoints are exactly the
+unfused ones. For one iteration the group stacks the members' parameters, buffers (BatchNorm's
+running statistics, per member) and optimiser state, trains on a (K, B, ...) batch made of each
+member's own next batch (drawn by the member, from its own generator, in the unfused order),
+steps a fused optimiser whose hyperparameters are per-member tensors, evaluates, and writes
+every member's slice back. Writing back per iteration costs one copy of the weights; it is what
+keeps a member's state, and an exploit into it (an index in the stack), the unfused ones.
+
+A workload opts in with ``fusible = True`` and the ``fusion_*`` methods (see
+:class:`~pbtune.workloads.torch_workload.TorchWorkload`); :func:`fusion_key` says which members
+may train together: the same batch size, position in the epoch, optimiser kind and shapes.
+Members whose keys differ (a mutated ``batch_size``) train in separate groups, one after the
+other, each still fused; a member with no key trains alone, unfused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from pbtune.workloads.fused_optim import FusedOptimizer, optimizer_key
+
+__all__ = ["fusion_key", "train_and_evaluate"]
+
+
+def fusion_key(workload: Any) -> tuple[Any, ...] | None:
+    """What members must share to train as one group, or None: this one trains alone.
+
+    None for a workload that has not opted in, in a gang, with an optimiser the fused step
+    does not implement (SGD, Adam and AdamW with one parameter group are), or whatever its own
+    ``fusion_key()`` refuses (loss scaling, gradient accumulation, a scheduler, a slowdown).
+    """
+    if not getattr(workload, "fusible", False) or getattr(workload, "world_size", 1) > 1:
+        return None
+    own = workload.fusion_key()
+    opt = optimizer_key(workload.fusion_optimizer())
+    if own is None or opt is None:
+        return None
+    model = workload.fusion_model()
+    shapes = tuple((n, tuple(t.shape), t.dtype) for n, t in
+                   (*model.named_parameters(), *model.named_buffers()))
+    return (type(workload), own, opt, shapes)
+
+
+class _Call(nn.Module):
+    """``fn(batch)`` as a module whose only child is the model ``fn`` uses, so
+    ``functional_call`` can swap that model's parameters for one member's slice of the stack."""
+
+    def __init__(self, model: nn.Module, fn: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.m = model
+        object.__setattr__(self, "_fn", fn)  # a bound method, not a child module
+
+    def forward(self, batch: Any) -> Any:
+        return self._fn(batch)
+
+
+def _stack(models: Sequence[nn.Module]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(K, ...) copies of every parameter (leaves that require grad) and buffer."""
+    named = [(dict(m.named_parameters()), dict(m.named_buffers())) for m in models]
+    params = {f"m.{n}": torch.stack([p[n].detach() for p, _ in named]).requires_grad_()
+              for n in named[0][0]}
+    buffers = {f"m.{n}": torch.stack([b[n] for _, b in named]) for n in named[0][1]}
+    return params, buffers
+
+
+def _write_back(models: Sequence[nn.Module], params: dict[str, torch.Tensor],
+                buffers: dict[str, torch.Tensor]) -> None:
+    with torch.no_grad():
+        for k, model in enumerate(models):
+            for n, t in (*model.named_parameters(), *model.named_buffers()):
+                t.copy_((params.get(f"m.{n}") if f"m.{n}" in params else buffers[f"m.{n}"])[k])
+
+
+class _Sums:
+    """Per-member metric sums, as :class:`~pbtune.workloads.torch_loop.MetricSums` keeps one
+    trial's: a scalar is a batch mean (× samples), a (K, B) value is summed per sample."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.seen = 0
+
+    def add(self, out: dict[str, torch.Tensor], n: int) -> None:
+        for key, value in out.items():
+            value = value.detach()
+            total = value.double().reshape(value.shape[0], -1).sum(1) if value.dim() > 1 \
+                else value.double() * n
+            self.sums[key] = self.sums[key] + total if key in self.sums else total
+        self.seen += n
+
+    def means(self, k: int) -> list[dict[str, float]]:
+        table = {key: (s / max(self.seen, 1)).tolist() for key, s in self.sums.items()}
+        return [{key: float(v[i]) for key, v in sorted(table.items())} for i in range(k)]
+
+
+def _as_dict(out: Any) -> dict[str, torch.Tensor]:
+    return {"loss": out} if isinstance(out, torch.Tensor) else dict(out)
+
+
+def train_and_evaluate(members: Sequence[Any]) -> list[tuple[dict[str, float], dict[str, float]]]:
+    """One training iteration and an evaluation of every member, fused; per member
+    ``(train metrics, eval metrics)`` as its own ``train(1)`` and ``evaluate()`` return them.
+
+    All members must have the same :func:`fusion_key` (the caller groups them).
+    """
+    lead, k = members[0], len(members)
+    models = [m.fusion_model() for m in members]
+    params, buffers = _stack(models)
+    optim = FusedOptimizer([m.fusion_optimizer() for m in members], models, params)
+    train_call = _Call(models[0], lead.fusion_train_step)
+    eval_call = _Call(models[0], lead.fusion_eval_step)
+
+    def one(call: nn.Module) -> Callable[..., Any]:
+        return lambda p, b, batch: _as_dict(functional_call(call, (p, b), (batch,)))
+
+    train_fn = vmap(one(train_call), in_dims=(0, 0, 0))
+    eval_fn = vmap(one(eval_call), in_dims=(0, 0, None))
+    sums = _Sums()
+    leaves = list(params.values())
+    models[0].train()
+    for batches in zip(*(m.fusion_batches() for m in members), strict=True):
+        n = batches[0][1]
+        batch = tuple(torch.stack(parts) for parts in zip(*(b for b, _ in batches), strict=True))
+        with lead.fusion_autocast():
+            out = train_fn(params, buffers, batch)
+        grads = torch.autograd.grad(out["loss"].float().sum(), leaves, allow_unused=True)
+        optim.step(leaves, grads)
+        sums.add({key: v for key, v in out.items()}, n)
+    train = sums.means(k)
+    models[0].eval()
+    sums = _Sums()
+    with torch.no_grad():
+        for batch, n in lead.fusion_eval_batches():
+            with lead.fusion_autocast():
+                sums.add(eval_fn(params, buffers, batch), n)
+    _write_back(models, params, buffers)
+    optim.write_back()
+    for member in members:
+        member.iteration += 1
+    return list(zip(train, sums.means(k), strict=True))
