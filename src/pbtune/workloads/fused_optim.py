@@ -1,13 +1,16 @@
-"""SGD and Adam/AdamW over stacked (K, ...) parameters, each member with its own hyperparameters.
+"""SGD and Adam/AdamW over a fused group's parameters, each member with its own hyperparameters.
 
 Why not K torch optimisers on views: K small optimiser steps cost K times the kernel launches
-and Python overhead that fusion removes from the forward and backward passes. Here one step
-updates every member's slice with broadcast per-member tensors (lr, momentum, dampening,
-weight decay; betas, eps), by the formulas of ``torch.optim.SGD`` and ``torch.optim.Adam``
-(single-tensor, non-capturable), so a member's weights and optimiser state match its unfused
-twin's to float rounding. The state is read from, and written back to, each member's own
-optimiser, in the layout that optimiser keeps (``momentum_buffer``; ``step``, ``exp_avg``,
-``exp_avg_sq``): a member taken out of its group continues unfused as if it had never been in one.
+and Python overhead that fusion removes from the forward and backward passes. Here the group's
+parameters are one (K, P) tensor (:class:`FlatParams`: member k's parameters flattened into row
+k) and one step is a handful of whole-tensor operations with per-member (K, 1) coefficients
+(lr, momentum, dampening, weight decay; betas, eps), by the formulas of ``torch.optim.SGD`` and
+``torch.optim.Adam`` (single-tensor, non-capturable), so a member's weights and optimiser state
+match its unfused twin's to float rounding. The state is read from, and written back to, each
+member's own optimiser, in the layout that optimiser keeps (``momentum_buffer``; ``step``,
+``exp_avg``, ``exp_avg_sq``): a member taken out of its group continues unfused as if it had
+never been in one. (A parameter the loss does not use gets a zero gradient here, where torch
+skips it: weight decay still shrinks it.)
 """
 
 from __future__ import annotations
@@ -18,150 +21,174 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["FusedOptimizer", "optimizer_key"]
-
-_FLAGS = ("nesterov", "maximize", "amsgrad", "differentiable", "capturable",
-          "decoupled_weight_decay")
-
-
-def _kind(optimizer: Any) -> str | None:
-    if type(optimizer) is torch.optim.SGD:
-        return "sgd"
-    if type(optimizer) in (torch.optim.Adam, torch.optim.AdamW):
-        return "adam"
-    return None
+__all__ = ["FlatParams", "FusedOptimizer", "optimizer_key"]
 
 
 def optimizer_key(optimizer: Any) -> tuple[Any, ...] | None:
     """What members' optimisers must share to step as one, or None (not implemented here)."""
-    kind = _kind(optimizer)
-    if kind is None or len(optimizer.param_groups) != 1:
+    if len(getattr(optimizer, "param_groups", ())) != 1:
         return None
     group = optimizer.param_groups[0]
-    flags = tuple(bool(group.get(f, False)) for f in _FLAGS)
     if group.get("maximize") or group.get("amsgrad") or group.get("differentiable"):
         return None
-    decoupled = type(optimizer) is torch.optim.AdamW or bool(group.get("decoupled_weight_decay"))
-    return (kind, flags, decoupled)
+    if type(optimizer) is torch.optim.SGD:
+        return ("sgd", bool(group.get("nesterov")))
+    if type(optimizer) in (torch.optim.Adam, torch.optim.AdamW):
+        decoupled = type(optimizer) is torch.optim.AdamW or bool(
+            group.get("decoupled_weight_decay"))
+        return ("adam", decoupled)
+    return None
+
+
+class FlatParams:
+    """The members' parameters as one (K, P) leaf; :meth:`views` gives them by name, (K, ...)."""
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        named = [dict(m.named_parameters()) for m in models]
+        self.names = list(named[0])
+        self.members = [[p[n] for n in self.names] for p in named]  # the members' own
+        self.shapes = [tuple(p.shape) for p in self.members[0]]
+        self.sizes = [p.numel() for p in self.members[0]]
+        with torch.no_grad():
+            self.flat = torch.stack([torch.cat([p.reshape(-1) for p in ps])
+                                     for ps in self.members]).requires_grad_()
+
+    def views(self) -> dict[str, torch.Tensor]:
+        k = self.flat.shape[0]
+        parts = torch.split(self.flat, self.sizes, dim=1)
+        return {f"m.{n}": part.view(k, *shape)
+                for n, part, shape in zip(self.names, parts, self.shapes, strict=True)}
+
+    def rows(self, values: torch.Tensor, k: int) -> list[torch.Tensor]:
+        """Member ``k``'s row of a (K, P) tensor, split and shaped as its parameters."""
+        return [part.view(shape) for part, shape in
+                zip(torch.split(values[k], self.sizes), self.shapes, strict=True)]
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        for k, params in enumerate(self.members):
+            for param, value in zip(params, self.rows(self.flat, k), strict=True):
+                param.copy_(value)
 
 
 class FusedOptimizer:
-    """Steps the stacked parameters ``params`` (name ``m.<param name>`` → (K, ...)) of the
-    members whose optimisers are ``optimizers`` and models ``models``; :meth:`write_back`
-    returns the state to those optimisers."""
+    """Steps ``flat`` (a :class:`FlatParams`) with the members' ``optimizers``' settings;
+    :meth:`write_back` returns the state to those optimisers."""
 
-    def __init__(self, optimizers: Sequence[Any], models: Sequence[nn.Module],
-                 params: dict[str, torch.Tensor]) -> None:
-        self.optimizers = list(optimizers)
-        self.kind = _kind(self.optimizers[0])
-        self.decoupled = optimizer_key(self.optimizers[0])[2]  # type: ignore[index]
-        self.nesterov = bool(self.optimizers[0].param_groups[0].get("nesterov", False))
-        names = [n[2:] for n in params]
-        self.member_params = [[dict(m.named_parameters())[n] for n in names] for m in models]
+    def __init__(self, optimizers: Sequence[Any], flat: FlatParams) -> None:
+        self.optimizers, self.flat = list(optimizers), flat
+        self.kind, self.option = optimizer_key(self.optimizers[0])  # type: ignore[misc]
         groups = [opt.param_groups[0] for opt in self.optimizers]
-        device = next(iter(params.values())).device
-
-        def per_member(get: Any) -> torch.Tensor:
-            return torch.tensor([float(get(g)) for g in groups], dtype=torch.float64,
-                                device=device)
-
-        self.lr = per_member(lambda g: g["lr"])
-        self.wd = per_member(lambda g: g["weight_decay"])
+        self.groups = groups
+        device = flat.flat.device
+        dtype = flat.flat.dtype  # coefficients round as torch's scalar arguments do
+        self._col = lambda xs: torch.tensor(xs, dtype=dtype, device=device).view(-1, 1)
+        self.lr = [float(g["lr"]) for g in groups]
+        self.wd = [float(g["weight_decay"]) for g in groups]
+        self.decay = any(self.wd)
         if self.kind == "sgd":
-            self.momentum = per_member(lambda g: g["momentum"])
-            self.dampening = per_member(lambda g: g["dampening"])
-            self.bufs = [self._gather(i, "momentum_buffer", p) for i, p in
-                         enumerate(params.values())]
+            self.momentum = [float(g["momentum"]) for g in groups]
+            self.dampening = [float(g["dampening"]) for g in groups]
+            self.buf, self.have = self._gather("momentum_buffer")
+            self._coefficients()
         else:
-            self.beta1 = per_member(lambda g: g["betas"][0])
-            self.beta2 = per_member(lambda g: g["betas"][1])
-            self.eps = per_member(lambda g: g["eps"])
-            self.avg = [self._gather(i, "exp_avg", p) for i, p in enumerate(params.values())]
-            self.avg_sq = [self._gather(i, "exp_avg_sq", p) for i, p in enumerate(params.values())]
-            self.steps = [self._steps(i, device) for i in range(len(params))]
+            self.beta1 = [float(g["betas"][0]) for g in groups]
+            self.beta2 = [float(g["betas"][1]) for g in groups]
+            self.eps = self._col([float(g["eps"]) for g in groups])
+            self.avg, _ = self._gather("exp_avg")
+            self.avg_sq, _ = self._gather("exp_avg_sq")
+            self.steps = [float(opt.state.get(self.flat.members[k][0], {}).get("step", 0.0))
+                          for k, opt in enumerate(self.optimizers)]
 
-    def _gather(self, i: int, key: str, stacked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(stacked state, (K,) bool: the member had it) for parameter ``i``."""
+    def _gather(self, key: str) -> tuple[torch.Tensor, list[bool]]:
+        """(K, P) state (zeros where a member has none yet), and which members have it."""
+        out = torch.zeros_like(self.flat.flat, requires_grad=False)
         have = []
-        out = torch.zeros_like(stacked, memory_format=torch.contiguous_format).detach()
         for k, opt in enumerate(self.optimizers):
-            value = opt.state.get(self.member_params[k][i], {}).get(key)
-            have.append(value is not None)
-            if value is not None:
-                out[k].copy_(value)
-        return out, torch.tensor(have, device=stacked.device)
+            values = [opt.state.get(p, {}).get(key) for p in self.flat.members[k]]
+            have.append(all(v is not None for v in values))
+            for dst, value in zip(self.flat.rows(out, k), values, strict=True):
+                if value is not None:
+                    dst.copy_(value)
+        return out, have
 
-    def _steps(self, i: int, device: torch.device) -> torch.Tensor:
-        return torch.tensor([float(opt.state.get(self.member_params[k][i], {}).get("step", 0.0))
-                             for k, opt in enumerate(self.optimizers)], dtype=torch.float64,
-                            device=device)
-
-    @staticmethod
-    def _b(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """(K,) → (K, 1, ..., 1) to broadcast over one stacked parameter."""
-        shaped = values.view(-1, *([1] * (like.dim() - 1)))
-        return shaped if shaped.dtype == torch.bool else shaped.to(like.dtype)
+    def _coefficients(self) -> None:
+        """SGD's per-member (K, 1) factors for the step, by torch's rules: the first step with
+        momentum starts the buffer at the gradient; a member without momentum steps on its
+        gradient and leaves any old buffer as it was."""
+        uses = [m != 0 for m in self.momentum]
+        col = self._col
+        self.c_buf = col([(m if h else 0.0) if u else 1.0
+                          for m, h, u in zip(self.momentum, self.have, uses, strict=True)])
+        self.c_grad = col([(1.0 - d if h else 1.0) if u else 0.0
+                           for d, h, u in zip(self.dampening, self.have, uses, strict=True)])
+        nesterov = self.option
+        # direction = a * g + c * buf
+        self.c_dir_g = col([-lr * (1.0 if (nesterov or not u) else 0.0)
+                            for lr, u in zip(self.lr, uses, strict=True)])
+        self.c_dir_buf = col([-lr * ((m if nesterov else 1.0) if u else 0.0)
+                              for lr, m, u in zip(self.lr, self.momentum, uses, strict=True)])
+        self.any_g = any(c != 0.0 for c in self.c_dir_g.view(-1).tolist())
+        self.wd_col = col(self.wd)
+        self.have_next = [h or u for h, u in zip(self.have, uses, strict=True)]
 
     @torch.no_grad()
-    def step(self, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None]) -> None:
-        for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-            if g is None:  # unused by the loss: torch's optimisers skip it too
-                continue
-            if self.kind == "sgd":
-                self._sgd(i, p, g)
-            else:
-                self._adam(i, p, g)
-
-    def _sgd(self, i: int, p: torch.Tensor, g: torch.Tensor) -> None:
-        b = self._b
-        g = g + b(self.wd, p) * p
-        buf, have = self.bufs[i]
-        uses = self.momentum != 0
-        # torch: the first step with momentum starts the buffer at the gradient; a member
-        # without momentum steps on its gradient and keeps any old buffer untouched.
-        new = torch.where(b(have & uses, p),
-                          buf * b(self.momentum, p) + b(1 - self.dampening, p) * g, g)
-        self.bufs[i] = (torch.where(b(uses, p), new, buf), have | uses)
-        direction = g + b(self.momentum, p) * new if self.nesterov else new
-        p.sub_(b(self.lr, p) * torch.where(b(uses, p), direction, g))
-
-    def _adam(self, i: int, p: torch.Tensor, g: torch.Tensor) -> None:
-        b = self._b
-        self.steps[i] += 1
-        if self.decoupled:
-            p.mul_(1 - b(self.lr * self.wd, p))
+    def step(self, grad: torch.Tensor) -> None:
+        """One step of every member, ``grad`` (K, P) (modified in place)."""
+        p = self.flat.flat
+        if self.kind == "sgd":
+            self._sgd(p, grad)
         else:
-            g = g + b(self.wd, p) * p
-        avg, _ = self.avg[i]
-        avg_sq, _ = self.avg_sq[i]
-        avg.lerp_(g, b(1 - self.beta1, p))
-        avg_sq.mul_(b(self.beta2, p)).addcmul_(g * b(1 - self.beta2, p), g)
-        step = self.steps[i]
-        bc1 = 1 - self.beta1 ** step
-        bc2_sqrt = (1 - self.beta2 ** step).sqrt()
-        denom = (avg_sq.sqrt() / b(bc2_sqrt, p)) + b(self.eps, p)
-        p.sub_(b(self.lr / bc1, p) * avg / denom)
-        self.avg[i] = (avg, torch.ones_like(self.avg[i][1]))
-        self.avg_sq[i] = (avg_sq, torch.ones_like(self.avg_sq[i][1]))
+            self._adam(p, grad)
+
+    def _sgd(self, p: torch.Tensor, g: torch.Tensor) -> None:
+        if self.decay:
+            g.addcmul_(p, self.wd_col)
+        self.buf.mul_(self.c_buf).addcmul_(g, self.c_grad)
+        p.addcmul_(self.buf, self.c_dir_buf)
+        if self.any_g:
+            p.addcmul_(g, self.c_dir_g)
+        if self.have_next != self.have:  # after a first step: from now on a running buffer
+            self.have = self.have_next
+            self._coefficients()
+
+    def _adam(self, p: torch.Tensor, g: torch.Tensor) -> None:
+        col = self._col
+        self.steps = [s + 1.0 for s in self.steps]
+        if self.decay and self.option:  # AdamW: decoupled
+            p.mul_(col([1.0 - lr * wd for lr, wd in zip(self.lr, self.wd, strict=True)]))
+        elif self.decay:
+            g.addcmul_(p, col(self.wd))
+        self.avg.lerp_(g, col([1.0 - b for b in self.beta1]))
+        self.avg_sq.mul_(col(self.beta2)).addcmul_(
+            g * col([1.0 - b for b in self.beta2]), g)
+        bc1 = [1.0 - b ** s for b, s in zip(self.beta1, self.steps, strict=True)]
+        bc2_sqrt = col([(1.0 - b ** s) ** 0.5 for b, s in zip(self.beta2, self.steps,
+                                                              strict=True)])
+        denom = (self.avg_sq.sqrt() / bc2_sqrt).add_(self.eps)
+        step_size = col([-lr / c for lr, c in zip(self.lr, bc1, strict=True)])
+        p.addcmul_(self.avg / denom, step_size)
 
     def write_back(self) -> None:
         """Each member's optimiser state, as its own optimiser would hold it after these steps."""
         for k, opt in enumerate(self.optimizers):
-            for i, param in enumerate(self.member_params[k]):
-                if self.kind == "sgd":
-                    buf, have = self.bufs[i]
-                    if bool(have[k]):
-                        self._put(opt, param, "momentum_buffer", buf[k])
-                elif self.steps[i][k] > 0:
-                    self._put(opt, param, "exp_avg", self.avg[i][0][k])
-                    self._put(opt, param, "exp_avg_sq", self.avg_sq[i][0][k])
-                    opt.state[param]["step"] = torch.tensor(float(self.steps[i][k]))
+            params = self.flat.members[k]
+            if self.kind == "sgd":
+                if self.have[k]:
+                    for param, value in zip(params, self.flat.rows(self.buf, k), strict=True):
+                        _put(opt, param, "momentum_buffer", value)
+            elif self.steps[k] > 0:
+                for param, avg, avg_sq in zip(params, self.flat.rows(self.avg, k),
+                                              self.flat.rows(self.avg_sq, k), strict=True):
+                    _put(opt, param, "exp_avg", avg)
+                    _put(opt, param, "exp_avg_sq", avg_sq)
+                    opt.state[param]["step"] = torch.tensor(self.steps[k])
 
-    @staticmethod
-    def _put(opt: Any, param: torch.Tensor, key: str, value: torch.Tensor) -> None:
-        state = opt.state[param]
-        old = state.get(key)
-        if old is not None and old.shape == value.shape:
-            old.copy_(value)
-        else:
-            state[key] = value.detach().clone()
+
+def _put(opt: Any, param: torch.Tensor, key: str, value: torch.Tensor) -> None:
+    state = opt.state[param]
+    old = state.get(key)
+    if old is not None and old.shape == value.shape:
+        old.copy_(value)
+    else:
+        state[key] = value.detach().clone(memory_format=torch.preserve_format)

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from pbtune.workloads.fused_optim import FusedOptimizer, optimizer_key
+from pbtune.workloads.fused_optim import FlatParams, FusedOptimizer, optimizer_key
 
 __all__ = ["fusion_key", "train_and_evaluate"]
 
@@ -68,21 +68,17 @@ class _Call(nn.Module):
         return self._fn(batch)
 
 
-def _stack(models: Sequence[nn.Module]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """(K, ...) copies of every parameter (leaves that require grad) and buffer."""
-    named = [(dict(m.named_parameters()), dict(m.named_buffers())) for m in models]
-    params = {f"m.{n}": torch.stack([p[n].detach() for p, _ in named]).requires_grad_()
-              for n in named[0][0]}
-    buffers = {f"m.{n}": torch.stack([b[n] for _, b in named]) for n in named[0][1]}
-    return params, buffers
+def _buffers(models: Sequence[nn.Module]) -> dict[str, torch.Tensor]:
+    """(K, ...) copies of every buffer (BatchNorm's running statistics: each member's own)."""
+    named = [dict(m.named_buffers()) for m in models]
+    return {f"m.{n}": torch.stack([b[n] for b in named]) for n in named[0]}
 
 
-def _write_back(models: Sequence[nn.Module], params: dict[str, torch.Tensor],
-                buffers: dict[str, torch.Tensor]) -> None:
+def _write_back(models: Sequence[nn.Module], buffers: dict[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for k, model in enumerate(models):
-            for n, t in (*model.named_parameters(), *model.named_buffers()):
-                t.copy_((params.get(f"m.{n}") if f"m.{n}" in params else buffers[f"m.{n}"])[k])
+            for n, t in model.named_buffers():
+                t.copy_(buffers[f"m.{n}"][k])
 
 
 class _Sums:
@@ -118,8 +114,9 @@ def train_and_evaluate(members: Sequence[Any]) -> list[tuple[dict[str, float], d
     """
     lead, k = members[0], len(members)
     models = [m.fusion_model() for m in members]
-    params, buffers = _stack(models)
-    optim = FusedOptimizer([m.fusion_optimizer() for m in members], models, params)
+    flat = FlatParams(models)
+    buffers = _buffers(models)
+    optim = FusedOptimizer([m.fusion_optimizer() for m in members], flat)
     train_call = _Call(models[0], lead.fusion_train_step)
     eval_call = _Call(models[0], lead.fusion_eval_step)
 
@@ -129,24 +126,25 @@ def train_and_evaluate(members: Sequence[Any]) -> list[tuple[dict[str, float], d
     train_fn = vmap(one(train_call), in_dims=(0, 0, 0))
     eval_fn = vmap(one(eval_call), in_dims=(0, 0, None))
     sums = _Sums()
-    leaves = list(params.values())
     models[0].train()
     for batches in zip(*(m.fusion_batches() for m in members), strict=True):
         n = batches[0][1]
         batch = tuple(torch.stack(parts) for parts in zip(*(b for b, _ in batches), strict=True))
         with lead.fusion_autocast():
-            out = train_fn(params, buffers, batch)
-        grads = torch.autograd.grad(out["loss"].float().sum(), leaves, allow_unused=True)
-        optim.step(leaves, grads)
-        sums.add({key: v for key, v in out.items()}, n)
+            out = train_fn(flat.views(), buffers, batch)
+        (grad,) = torch.autograd.grad(out["loss"].float().sum(), [flat.flat])
+        optim.step(grad)
+        sums.add(out, n)
     train = sums.means(k)
     models[0].eval()
     sums = _Sums()
     with torch.no_grad():
+        views = flat.views()
         for batch, n in lead.fusion_eval_batches():
             with lead.fusion_autocast():
-                sums.add(eval_fn(params, buffers, batch), n)
-    _write_back(models, params, buffers)
+                sums.add(eval_fn(views, buffers, batch), n)
+    flat.write_back()
+    _write_back(models, buffers)
     optim.write_back()
     for member in members:
         member.iteration += 1
