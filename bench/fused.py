@@ -73,47 +73,83 @@ def engine_table(repeats: int) -> list[dict[str, object]]:
     return out
 
 
-def kernel_table(workload: str, ks: list[int]) -> list[dict[str, object]]:
+def workload_options(workload: str, data_dir: Path | None = None) -> dict[str, object]:
+    """Options for the kernel table: one thread; the vision workloads on synthetic files in
+    their real formats (FashionMNIST idx.gz, CIFAR pickles) written once to ``data_dir``."""
+    options: dict[str, object] = {"threads": 1}
+    if workload in ("mlp-fashionmnist", "resnet18-cifar10"):
+        from pbtune.workloads import synthetic
+
+        root = data_dir or Path(tempfile.mkdtemp(prefix="pbtune-fused-data-"))
+        if workload == "mlp-fashionmnist":
+            synthetic.write_fashion_mnist(root, n_train=3000, n_test=100)
+        else:
+            synthetic.write_cifar10(root, n_train=3000, n_test=100)
+        options.update(data_dir=str(root), download=False, verify_checksums=False,
+                       val_size=500, width=16)
+    return options
+
+
+def kernel_table(workload: str, ks: list[int], device: str = "cpu", batch_size: int = 64,
+                 repeats: int = 3, steps: int | None = None) -> list[dict[str, object]]:
+    """Samples/s of one iteration (train + evaluate) of K trials fused against the same K
+    trials one after the other, in this process, on ``device`` (``steps``: iterations of
+    that many steps, for smoke runs)."""
     import torch
 
     from pbtune.workloads import get
     from pbtune.workloads.fusion import train_and_evaluate
 
     torch.set_num_threads(1)
-    options: dict[str, object] = {"threads": 1}
-    if workload == "mlp-fashionmnist":
-        from pbtune.workloads import synthetic
-
-        data_dir = tempfile.mkdtemp(prefix="pbtune-fused-data-")
-        synthetic.write_fashion_mnist(Path(data_dir), n_train=3000, n_test=100)
-        options.update(data_dir=data_dir, download=False, verify_checksums=False, val_size=500)
+    options = {**workload_options(workload), "steps_per_iteration": steps}
     cls = get(workload)
     data = cls.load_data(options)
+
+    def timed(fn: object) -> float:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()  # type: ignore[operator]
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
     out = []
     for k in ks:
-        fused = [cls({"batch_size": 64}, data=data, options=options, seed=i) for i in range(k)]
-        alone = [cls({"batch_size": 64}, data=data, options=options, seed=i) for i in range(k)]
-        train_and_evaluate(fused)  # warm-up both ways (first-call allocations, vmap set-up)
-        for w in alone:
-            w.train(1)
-            w.evaluate()
-        times: dict[str, list[float]] = {"fused": [], "alone": []}
-        for _ in range(3):
-            start = time.perf_counter()
-            train_and_evaluate(fused)
-            times["fused"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            for w in alone:
-                w.train(1)
-                w.evaluate()
-            times["alone"].append(time.perf_counter() - start)
-        samples = k * fused[0].train_data[0].shape[0] if hasattr(fused[0], "train_data") \
-            else k * fused[0]._x["train"].shape[0]
-        f, a = min(times["fused"]), min(times["alone"])
-        out.append({"workload": workload, "K": k, "fused_samples_per_s": round(samples / f),
-                    "one_after_other_samples_per_s": round(samples / a),
+        fused, alone = ([cls({"batch_size": batch_size}, data=data, options=options, seed=i,
+                             device=device) for i in range(k)] for _ in range(2))
+
+        def together(ws: list[object] = fused) -> None:
+            train_and_evaluate(ws)
+
+        def one_after_other(ws: list[object] = alone) -> None:
+            for w in ws:
+                w.train(1)  # type: ignore[attr-defined]
+                w.evaluate()  # type: ignore[attr-defined]
+
+        timed(together)  # warm-up both ways (allocations, vmap set-up)
+        timed(one_after_other)
+        f = min(timed(together) for _ in range(repeats))
+        a = min(timed(one_after_other) for _ in range(repeats))
+        first = fused[0]
+        n = first.train_data[0].shape[0] if hasattr(first, "train_data") \
+            else first._x["train"].shape[0]
+        if first.options.get("steps_per_iteration"):
+            n = min(n, int(first.options["steps_per_iteration"]) * batch_size)
+        out.append({"workload": workload, "width": options.get("width"), "device": device,
+                    "K": k,
+                    "fused_samples_per_s": round(k * n / f),
+                    "one_after_other_samples_per_s": round(k * n / a),
                     "fused_vs_one_after_other": round(a / f, 2)})
     return out
+
+
+def print_kernel(rows: list[dict[str, object]]) -> None:
+    for r in rows:
+        name = f"{r['workload']}" + (f" (width {r['width']})" if r["width"] else "")
+        print(f"  {name:28} K={r['K']:<3} fused {r['fused_samples_per_s']:>8} "
+              f"samples/s, one after the other {r['one_after_other_samples_per_s']:>8}: "
+              f"{r['fused_vs_one_after_other']}x")
 
 
 def main() -> None:
@@ -128,10 +164,7 @@ def main() -> None:
                                                                         [2, 4, 8])
         result["kernel"] = rows
         print("kernel: one iteration of K trials, one thread (train + evaluate)")
-        for r in rows:
-            print(f"  {r['workload']:17} K={r['K']:<2} fused {r['fused_samples_per_s']:>7} "
-                  f"samples/s, one after the other {r['one_after_other_samples_per_s']:>7}: "
-                  f"{r['fused_vs_one_after_other']}x")
+        print_kernel(rows)
     if args.only in (None, "engine"):
         rows = engine_table(args.repeats)
         result["engine"] = rows

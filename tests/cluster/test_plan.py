@@ -265,3 +265,28 @@ def test_gangs_respect_slots_and_allocation():
 def test_workers_per_trial_must_be_a_positive_integer(bad):
     with pytest.raises(UserError, match="workers_per_trial"):
         plan_cluster(GUIDE, cpus_per_trial=1, gpus_per_trial=0, workers_per_trial=bad)
+
+
+def test_fused_members_count_as_trials_and_become_lanes_of_one_worker():
+    """members_per_worker K: the plan counts K trials per worker (per node and in total); the
+    pool dispatches to K lanes per worker, all sharing that worker's process and node."""
+    from types import SimpleNamespace
+
+    from pbtune.cluster.plan import plan_for
+    from pbtune.cluster.specs import lanes
+    from pbtune.reporting.plan_table import plan_text
+
+    res = SimpleNamespace(cpus_per_trial=1, gpus_per_trial=0, reserve_cpus=0,
+                          resource_allocation={}, slots=None, members_per_worker=4)
+    plan = plan_for([node("a", 2), node("b", 1)], res)
+    assert plan.total_slots == 3 and plan.trials_concurrent == 12
+    assert [p.trials_concurrent for p in plan.nodes] == [8, 4]
+    assert "12 concurrent trials (4 trials per worker, fused: members_per_worker)" in \
+        plan_text(plan)
+    specs = lanes(plan.workers, 4)
+    assert [s.index for s in specs] == list(range(12))
+    assert [s.worker_index for s in specs] == [0] * 4 + [4] * 4 + [8] * 4
+    assert {s.node_id for s in specs[8:]} == {plan.workers[2].node_id}
+    assert specs[0].shape == "fused4(cpu:1)"
+    assert [s.index for s in lanes(plan.workers, 1, start=5)] == [5, 6, 7]
+    assert all(s.worker_index == s.index for s in lanes(plan.workers, 1))

@@ -163,6 +163,10 @@ BAD_SETS = [
     ("resources.cpus_per_trial=0", ["resources.cpus_per_trial = 0", "greater than 0"]),
     ("resources.gpus_per_trial=-0.5", ["resources.gpus_per_trial", "greater than or equal to 0"]),
     ("resources.slots=0", ["resources.slots = 0", "greater than 0"]),
+    ("resources.members_per_worker=0", ["resources.members_per_worker = 0",
+                                        "greater than or equal to 1"]),
+    ("resources.members_per_worker=2.5", ["resources.members_per_worker = 2.5", "fractional"]),
+    ("resources.fuse=sometimes", ["resources.fuse", "'auto'", "'always'", "'never'"]),
     ("resources.resource_allocation={10.0.0.1: {MEM: 4}}", ["'MEM'", "CPU or GPU", "10.0.0.1"]),
     ("resources.resource_allocation={10.0.0.1: {CPU: -1}}", ["CPU = -1.0", ">= 0"]),
     ("workload=", ["workload", "valid string"]),
@@ -173,6 +177,24 @@ BAD_SETS = [
     ("pbt..burn_in=3", ["--set 'pbt..burn_in=3'", "KEY=VALUE"]),
     ("param_space={lr: [1,", ["--set param_space", "invalid YAML"]),
 ]
+
+
+BAD_COMBINATIONS = [
+    (["resources.members_per_worker=4", "resources.workers_per_trial=2"],
+     ["members_per_worker = 4 and workers_per_trial = 2", "set one of them to 1"]),
+    (["resources.members_per_worker=4", "resources.state_on_worker=always"],
+     ["members_per_worker = 4 needs state_on_worker: auto or never"]),
+    (["resources.members_per_worker=4", "engine=tune"],
+     ["resources.members_per_worker = 4 needs the native engine"]),
+]
+
+
+@pytest.mark.parametrize(("overrides", "needles"), BAD_COMBINATIONS)
+def test_settings_that_cannot_go_together_are_one_line_user_errors(overrides, needles):
+    message = user_error(None, overrides, env={})
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, message
 
 
 @pytest.mark.parametrize(("override", "needles"), BAD_SETS)

@@ -12,7 +12,8 @@ import torch
 
 from pbtune.engines.fused import FusedRunner
 from pbtune.engines.segment import Segment, run_segment
-from tests.workloads.test_fusion import CONFIGS, Mlp64, assert_states_close
+from tests.workloads.fusion_examples import CONFIGS, Mlp64
+from tests.workloads.test_fusion import assert_states_close
 
 DATA = Mlp64.load_data({})
 

@@ -84,3 +84,18 @@ def test_membership_changes_update_the_node_lines():
     assert "node 10.0.0.3  2 workers" in text and "node 10.0.0.1  1 worker " in text
     assert "node 10.0.0.2" not in text
     assert view.state.worker_ip[1] == "10.0.0.2"  # its past rows still name its node
+
+
+def test_fused_workers_show_their_members():
+    """members_per_worker: each member is a slot (a lane) of one worker process; the node line
+    counts processes and members."""
+    out = io.StringIO()
+    console = Console(file=out, width=120, force_terminal=False, color_system=None)
+    view = LiveStatus(RunState("score", "max", 3, 4), title="t", console=console)
+    feed(view)
+    view.on_workers([{"index": i, "node_id": "n", "ip": "10.0.0.1", "pid": 100 + i // 4,
+                      "alive": True} for i in range(8)])
+    console.print(view.render())
+    view.close()
+    assert "node 10.0.0.1  2 workers, 8 members" in out.getvalue()
+    assert "10.0.0.1 (2 workers, 8 members)" in view.state.node_text()

@@ -54,11 +54,9 @@ class LiveStatus(Callback):
         grid.add_column(style="bold")
         grid.add_column()
         for ip, usage in sorted(state.nodes.items()):
-            workers = sum(1 for w in state.workers if str(w["ip"]) == ip)
             cpu = "-" if usage["cpu"] is None else f"{usage['cpu']:.0f}%"
             gpu = "-" if usage["gpu"] is None else f"{usage['gpu']:.0f}%"
-            grid.add_row(f"node {ip}", f"{workers} worker{'s' if workers != 1 else ''}   "
-                                       f"CPU {cpu:>4}   GPU {gpu:>4}")
+            grid.add_row(f"node {ip}", f"{state.workers_on(ip)}   CPU {cpu:>4}   GPU {gpu:>4}")
         best = state.best_text()
         if state.threshold is not None:
             best += f"   (stops at {state.threshold:g})"

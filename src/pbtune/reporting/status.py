@@ -223,15 +223,21 @@ class RunState(Callback):
             text += f" (stop at {self.threshold:g})"
         return text + f", exploits {self.exploits}"
 
+    def workers_on(self, ip: str) -> str:
+        """``3 workers``, or ``2 workers, 8 members`` when workers train several trials at once
+        (resources.members_per_worker: each member is a slot of the coordinator's)."""
+        lanes = [w for w in self.workers if str(w["ip"]) == ip]
+        workers = len({w.get("pid", f"lane {w['index']}") for w in lanes})
+        text = f"{workers} worker{'s' if workers != 1 else ''}"
+        return text + (f", {len(lanes)} members" if len(lanes) > workers else "")
+
     def node_text(self) -> str:
         """``nodes: 10.0.0.1 cpu 85% gpu 40%; ...`` from the workers' latest rows."""
         parts = []
         for ip, usage in sorted(self.nodes.items()):
-            workers = sum(1 for w in self.workers if str(w["ip"]) == ip)
             cpu = "-" if usage["cpu"] is None else f"{usage['cpu']:.0f}%"
             gpu = "-" if usage["gpu"] is None else f"{usage['gpu']:.0f}%"
-            plural = "s" if workers != 1 else ""
-            parts.append(f"{ip} ({workers} worker{plural}) cpu {cpu} gpu {gpu}")
+            parts.append(f"{ip} ({self.workers_on(ip)}) cpu {cpu} gpu {gpu}")
         return "nodes: " + ("; ".join(parts) if parts else "-")
 
     def table(self) -> tuple[list[str], list[list[str]]]:
