@@ -27,14 +27,3 @@ def test_gpu_bloom_bench_runs_at_toy_size_on_cpu(tmp_path):
     got = json.loads(out.read_text())
     assert got["steps"][0]["ms_per_step"] > 0 and got["steps"][0]["params_m"] > 0
     assert got["pbt"][0]["exploits"] >= 1 and got["pbt"][0]["slots"] >= 1
-
-
-def test_gpu_bloom_bench_says_what_to_do_without_a_gpu(tmp_path):
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is here")
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_bloom.py")], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode != 0 and "no CUDA device" in proc.stderr
-    assert "Traceback" not in proc.stderr

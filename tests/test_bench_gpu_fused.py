@@ -34,12 +34,13 @@ def test_gpu_fused_bench_runs_at_toy_size_on_cpu(tmp_path):
     assert all(r["trial_iterations"] == 4 and r["samples_per_s"] > 0 for r in got["engine"])
 
 
-def test_gpu_fused_bench_says_what_to_do_without_a_gpu(tmp_path):
+@pytest.mark.parametrize("script", ["gpu_fused.py", "gpu_bloom.py"])
+def test_a_gpu_bench_says_what_to_do_without_a_gpu(tmp_path, script):
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is here")
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_fused.py")], cwd=tmp_path,
+    proc = subprocess.run([sys.executable, str(REPO / "bench" / script)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "no CUDA device" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -161,3 +161,40 @@ def test_stop_and_batch_size_groups() -> None:
     assert [r[0]["iteration"] for r in got] == [2, 2, 2, 2]
     assert runner.fused_rounds == 4  # two groups (batch 16, batch 32), two rounds each
     assert all(torch.isfinite(torch.tensor(r[0]["rows"][-1]["loss"])) for r in got)
+
+
+def test_a_move_between_lanes_of_one_worker_sends_no_drop():
+    """Lanes share their worker's live trials: dropping a trial that moves from lane 0 to lane
+    1 could overtake (it runs on another thread) the segment that continues it there and
+    lose it; between two processes the old holder is told to drop it."""
+    from pbtune.engines.core.events import Restore, RunSegment
+    from pbtune.engines.native.executor import RayExecutor
+
+    class Method:
+        def __init__(self, calls, name):
+            self.calls, self.name = calls, name
+
+        def remote(self, *args, **kwargs):
+            self.calls.append(self.name)
+            return (object(), object(), object()) if self.name == "run" else object()
+
+    class Handle:
+        def __init__(self):
+            self.calls: list[str] = []
+            self.run, self.drop = Method(self.calls, "run"), Method(self.calls, "drop")
+
+    class Pool:
+        def __init__(self, workers):
+            self.workers, self.holds_states = workers, False
+
+        def membership(self):
+            return (len(self.workers), 0, 0)
+
+    fused, other = Handle(), Handle()
+    cfg = type("Cfg", (), {"metric": "m", "mode": "max",
+                           "stop": type("Stop", (), {"metric_threshold": None})})()
+    executor = RayExecutor(cfg, pool=Pool([fused, fused, other]))
+    executor.execute(RunSegment(1, "t", {}, 0, 2, Restore("state"), 0, None, None))
+    assert fused.calls == ["run"]
+    executor.execute(RunSegment(2, "t", {}, 0, 4, Restore("state"), 1, None, None))
+    assert fused.calls == ["run", "drop"] and other.calls == ["run"]

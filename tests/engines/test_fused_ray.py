@@ -5,16 +5,14 @@ run and an unfused one agree to ~1e-12 and make the same PBT decisions."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from pbtune.cli import main
 from tests.engines.test_fault_tolerance import KillWorker, journal
 from tests.engines.test_held_ray import run
 from tests.engines.test_native import read_rows, toy_config
-from tests.engines.test_resume import assert_complete, sigkill_driver_after_cut
+from tests.engines.test_resume import killed_resumed_and_reference
 
 pytestmark = pytest.mark.ray
 
@@ -71,18 +69,7 @@ def test_a_killed_fused_worker_is_replaced_once_and_its_trials_finish(ray_local,
 
 
 def test_sigkill_of_a_fused_run_then_resume_gives_the_uninterrupted_run(ray_local, tmp_path):
-    sets = {**SETS, **FUSED, "options": {}}
-    run_dir = sigkill_driver_after_cut(tmp_path / "killed", **sets)
-    assert main(["resume", str(run_dir), "--quiet"]) == 0
-    assert_complete(run_dir, 12)
-    argv = ["run", "--quiet", "--results-dir", str(tmp_path / "ref")]
-    from tests.engines.test_resume import SETS as RESUME_SETS
-
-    for key, value in {**RESUME_SETS, **sets}.items():
-        argv += ["--set", f"{key}={json.dumps(value)}"]
-    assert main(argv) == 0
-    ref_dir = next((tmp_path / "ref").glob("*/*/journal.jsonl")).parent
-    assert (run_dir / "pbt_global.txt").read_text() == (ref_dir / "pbt_global.txt").read_text()
+    run_dir, ref_dir = killed_resumed_and_reference(tmp_path, **SETS, **FUSED)
     rows_close(run_dir, ref_dir)
 
 

@@ -8,8 +8,6 @@ killed worker's held trials come back from their checkpoints.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import ray
 
@@ -121,20 +119,10 @@ def test_config_rejects_an_unknown_state_setting(tmp_path):
 def test_sigkill_of_a_held_run_then_resume_gives_the_uninterrupted_run(ray_local, tmp_path):
     """The workers read the cut's checkpoints themselves (FileState) and the run ends as one
     that was never killed: same decisions, same rows, each once."""
-    from pbtune.cli import main
-    from tests.engines.test_resume import SETS as RESUME_SETS
-    from tests.engines.test_resume import assert_complete, sigkill_driver_after_cut
+    from tests.engines.test_resume import killed_resumed_and_reference
 
-    held = {"resources.state_on_worker": "always"}
-    run_dir = sigkill_driver_after_cut(tmp_path / "killed", **held)
-    assert main(["resume", str(run_dir), "--quiet"]) == 0
-    assert_complete(run_dir, 12)
-    argv = ["run", "--quiet", "--results-dir", str(tmp_path / "ref")]
-    for key, value in {**RESUME_SETS, **held}.items():
-        argv += ["--set", f"{key}={json.dumps(value)}"]
-    assert main(argv) == 0
-    ref_dir = next((tmp_path / "ref").glob("*/*/journal.jsonl")).parent
-    assert (run_dir / "pbt_global.txt").read_text() == (ref_dir / "pbt_global.txt").read_text()
+    run_dir, ref_dir = killed_resumed_and_reference(
+        tmp_path, **{"resources.state_on_worker": "always"})
     assert table(run_dir) == table(ref_dir)
 
 

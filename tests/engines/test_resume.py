@@ -84,6 +84,21 @@ def sigkill_driver_after_cut(root: Path, iteration: int = 4, **extra) -> Path:
     return run_dir
 
 
+def killed_resumed_and_reference(tmp_path: Path, **extra) -> tuple[Path, Path]:
+    """SIGKILL a run (``extra``: more settings) after a cut, resume it to the end; run the same
+    settings uninterrupted. Returns (resumed run dir, reference run dir)."""
+    run_dir = sigkill_driver_after_cut(tmp_path / "killed", **extra)
+    assert main(["resume", str(run_dir), "--quiet"]) == 0
+    assert_complete(run_dir, 12)
+    argv = ["run", "--quiet", "--results-dir", str(tmp_path / "ref")]
+    for key, value in {**SETS, **extra}.items():
+        argv += ["--set", f"{key}={json.dumps(value)}"]
+    assert main(argv) == 0
+    ref_dir = next((tmp_path / "ref").glob("*/*/journal.jsonl")).parent
+    assert (run_dir / "pbt_global.txt").read_text() == (ref_dir / "pbt_global.txt").read_text()
+    return run_dir, ref_dir
+
+
 def test_sigkill_driver_then_resume(ray_local, tmp_path, capsys):
     run_dir = sigkill_driver_after_cut(tmp_path)
     assert not (run_dir / "summary.json").exists()

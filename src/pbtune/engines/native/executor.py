@@ -156,7 +156,10 @@ class RayExecutor:
         rng_from = r.rng_from if r.state is not None and not r.include_rng else None
         # The target's own RNG on the worker that holds it live is taken from there.
         rng = None if held_here else self.resolve(rng_from, c.worker, consumed)
-        if c.drop_from is not None:  # after any export of it there (the same queue)
+        # A move between lanes of one fused worker is no move: the process keeps the trial live
+        # (a drop there could overtake the segment that continues it and lose it).
+        moved = c.drop_from is not None and pool.workers[c.drop_from] is not pool.workers[c.worker]
+        if moved:  # after any export of it there (the same queue)
             keep = pin.iteration if pin is not None and pin.worker == c.drop_from else None
             self.writes.drop(c.drop_from, c.trial_id, keep)
         refs = pool.workers[c.worker].run.remote(
@@ -220,7 +223,7 @@ class RayExecutor:
                 isinstance(exc, ray.exceptions.RayTaskError)  # an input's task failed in Ray
                 and isinstance(cause, ray.exceptions.RayError)) or (  # (a donor's export, OOM)
                 isinstance(exc, ray.exceptions.ActorDiedError)
-                and not self.writes.is_worker(worker, exc)):  # the donor's worker died
+                and not self.writes.is_worker(worker, exc, handle)):  # a donor's died
             return SegmentLost(worker, trial_id, type(cause).__name__, str(cause), True, None)
         if isinstance(exc, ray.exceptions.RayTaskError):  # the worker lives; its results did
             # not come back (run_segment catches the workload's own exceptions): a state or

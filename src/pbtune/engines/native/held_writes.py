@@ -99,10 +99,13 @@ class HeldWrites:
         for key in [k for k in self._last if k[0] == worker]:
             del self._last[key]
 
-    def is_worker(self, worker: int, exc: Any) -> bool:
-        """Whether an actor error ``exc`` is about ``worker`` itself (not a donor's worker)."""
+    def is_worker(self, worker: int, exc: Any, handle: Any = None) -> bool:
+        """Whether an actor error ``exc`` is about ``worker`` itself (not a donor's worker);
+        ``handle``: the worker's handle the segment ran on (a fused worker's other lane may
+        have replaced it since)."""
         actor_id = getattr(exc, "actor_id", None)
-        return actor_id is None or actor_id == self.pool.workers[worker]._actor_id.hex()
+        handle = handle if handle is not None else self.pool.workers[worker]
+        return actor_id is None or actor_id == handle._actor_id.hex()
 
     # -- copies ----------------------------------------------------------------------------------
     def export(self, h: Held) -> Any:
