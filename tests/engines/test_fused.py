@@ -198,3 +198,27 @@ def test_a_move_between_lanes_of_one_worker_sends_no_drop():
     assert fused.calls == ["run"]
     executor.execute(RunSegment(2, "t", {}, 0, 4, Restore("state"), 1, None, None))
     assert fused.calls == ["run", "drop"] and other.calls == ["run"]
+
+
+class BrokenView(Mlp64):
+    """Its fusion() raises (a user's workload, or a bug): the trial must fail, not hang."""
+
+    name: ClassVar[str] = "test-broken-view"
+
+    def fusion(self) -> Any:
+        raise RuntimeError("fusion view is broken")
+
+
+def test_a_fault_outside_the_workloads_own_steps_fails_segments_and_never_hangs(monkeypatch):
+    runner = FusedRunner(2, fuse="always", gather_s=0.2)
+    got = _run_all(runner, _segments({}, [("a", CONFIGS[0], 2), ("b", CONFIGS[1], 2)],
+                                     cls=BrokenView))
+    assert [r[0]["status"] for r in got] == ["error", "error"]
+    assert all("fusion view is broken" in r[0]["error"] for r in got)
+    # A fault in the runner's own round (here: grouping) fails what it holds; it goes on.
+    monkeypatch.setattr(runner, "_round", lambda segments: 1 / 0)
+    got = _run_all(runner, _segments({}, [("c", CONFIGS[0], 2)]))
+    assert got[0][0]["status"] == "error" and "ZeroDivisionError" in got[0][0]["error"]
+    monkeypatch.undo()
+    got = _run_all(runner, _segments({}, [("d", CONFIGS[0], 2), ("e", CONFIGS[1], 2)]))
+    assert [r[0]["status"] for r in got] == ["ok", "ok"]

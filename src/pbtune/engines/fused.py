@@ -78,24 +78,35 @@ class FusedRunner:
     # -- the training thread -------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
-            for segment, future in self._take():
-                try:
-                    segment.begin()
-                except Exception as exc:  # its state could not be loaded: it fails alone
-                    future.set_result(segment.fail(exc))
-                    continue
-                with self._cond:
-                    self._active.append((segment, future))
-            self._round([s for s, _ in self._active if s.active()])
-            done = [(s, f) for s, f in self._active if not s.active()]
-            for segment, future in done:
-                try:
-                    future.set_result(segment.finish())
-                except Exception as exc:  # get_state raised
-                    future.set_result(segment.fail(exc))
+            try:
+                self._once()
+            except Exception as exc:  # a fault here must not leave K lanes waiting forever:
+                with self._cond:  # every segment in hand fails with it; the runner goes on
+                    failed, self._active = self._active, []
+                for segment, future in failed:
+                    if not future.done():
+                        future.set_result(segment.fail(exc))
+
+    def _once(self) -> None:
+        """Take new segments, train one round, hand back the segments that ended."""
+        for segment, future in self._take():
+            try:
+                segment.begin()
+            except Exception as exc:  # its state could not be loaded: it fails alone
+                future.set_result(segment.fail(exc))
+                continue
             with self._cond:
-                self._active = [a for a in self._active if a not in done]
-                self._changed = self._changed or bool(done)
+                self._active.append((segment, future))
+        self._round([s for s, _ in self._active if s.active()])
+        done = [(s, f) for s, f in self._active if not s.active()]
+        for segment, future in done:
+            try:
+                future.set_result(segment.finish())
+            except Exception as exc:  # get_state raised
+                future.set_result(segment.fail(exc))
+        with self._cond:
+            self._active = [a for a in self._active if a not in done]
+            self._changed = self._changed or bool(done)
 
     def _take(self) -> list[tuple[Segment, Future[Any]]]:
         """New segments; waits for one when idle, and briefly for lanes to fill after a change."""
@@ -117,7 +128,11 @@ class FusedRunner:
         """One iteration of every segment given: fusible ones by group, the rest alone."""
         groups: dict[Any, list[Segment]] = {}
         for segment in segments:
-            key = _key(segment.workload)
+            try:
+                key = _key(segment.workload)
+            except Exception as exc:  # the workload's fusion() raised: it fails alone
+                segment.fail(exc)
+                continue
             groups.setdefault(key if key is not None else id(segment), []).append(segment)
         for key, group in groups.items():
             if len(group) > 1 and self._fuse(key, len(group)):

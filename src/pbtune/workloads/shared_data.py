@@ -72,3 +72,31 @@ def tensors_of(name: str, data: Any, keys: Sequence[str], device: Any) -> list[A
         raise UserError(f"{name}: {list(keys)} must be non-empty and of equal length, "
                         f"got {[tuple(t.shape) for t in out]}")
     return out
+
+
+def image_splits(name: str, data: Mapping[str, Any], image_shape: tuple[int, ...],
+                 subset: int | None, device: Any,
+                 splits: Sequence[str] = ("train", "val", "test"),
+                 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """An image dataset's ``{split}_x`` (uint8) and ``{split}_y`` (int64) arrays as views (CPU)
+    or cached device copies, images shaped ``image_shape``; ``subset``: the first N training
+    images only. Missing arrays, other dtypes or shapes: a one-line UserError."""
+    from pbtune.errors import UserError
+
+    missing = [f"{s}_{k}" for s in splits for k in "xy" if f"{s}_{k}" not in data]
+    if missing:
+        raise UserError(f"{name}: data is missing {missing}; pass what load_data returns")
+    xs, ys = {}, {}
+    for split in splits:
+        x, y = data[f"{split}_x"], data[f"{split}_y"]
+        if x.dtype != np.uint8 or y.dtype != np.int64 or len(x) != len(y):
+            raise UserError(f"{name}: {split} data must be uint8 images and int64 labels "
+                            f"of equal length, got {x.dtype}{x.shape} / {y.dtype}{y.shape}")
+        if split == "train" and subset is not None:
+            x, y = x[: int(subset)], y[: int(subset)]  # views
+        if tuple(x.shape[1:]) not in (image_shape, image_shape[1:]):
+            raise UserError(f"{name}: {split}_x has images of shape {x.shape[1:]}, "
+                            f"expected {image_shape}")
+        xs[split] = shared_tensor(x, device).view(-1, *image_shape)
+        ys[split] = shared_tensor(y, device)
+    return xs, ys

@@ -16,6 +16,7 @@ order and noise, not its donor's):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -25,11 +26,13 @@ import torch
 from pbtune.errors import UserError
 from pbtune.workloads._torch_utils import (
     generator_state,
+    load_optimizer_state,
     restore_generator,
     seeded_generator,
 )
 
-__all__ = ["BatchOrder", "OwnedGlobalRng", "named_objects", "unpack_states", "view_states"]
+__all__ = ["BatchOrder", "OwnedGlobalRng", "TrainingObjects", "named_objects", "unpack_states",
+           "view_states"]
 
 _GLOBAL_SEED_OFFSET = 1_000_003  # the global stream must differ from the data-order stream
 
@@ -153,3 +156,42 @@ def view_states(built: Any, named: Mapping[str, Any]) -> Any:
 def unpack_states(built: Any, named: Mapping[str, Any], saved: Any) -> dict[str, Any]:
     """:func:`view_states`'s layout (as copied) by name again."""
     return dict(saved) if isinstance(built, Mapping) else {next(iter(named)): saved}
+
+
+class TrainingObjects:
+    """A :class:`~pbtune.workloads.torch_workload.TorchWorkload`'s models, optimisers and
+    schedulers (each as ``build_*`` returned it, and by name) and its loss scaler: their state
+    dicts out (live tensors) and in (copied, never aliased).
+
+    Why apart: the layout of a saved trial (a single object's state dict, or a dict of them by
+    name) is decided here once, for saving and loading alike.
+    """
+
+    def __init__(self, model: Any, optimizer: Any, scheduler: Any, scaler: Any) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.scaler = scaler
+        self.models = named_objects(model, "model", torch.nn.Module, "build_model")
+        self.optimizers = named_objects(optimizer, "optimizer", torch.optim.Optimizer,
+                                        "build_optimizer")
+        self.schedulers = {} if scheduler is None else named_objects(
+            scheduler, "scheduler", object, "build_scheduler")
+
+    def view(self) -> dict[str, Any]:
+        return {"model": view_states(self.model, self.models),
+                "optimizer": view_states(self.optimizer, self.optimizers),
+                "scheduler": (view_states(self.scheduler, self.schedulers) if self.schedulers
+                              else None),
+                "scaler": self.scaler.state_dict()}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        for name, saved in unpack_states(self.model, self.models, state["model"]).items():
+            self.models[name].load_state_dict(saved)
+        saved_opts = unpack_states(self.optimizer, self.optimizers, state["optimizer"])
+        for name, saved in saved_opts.items():
+            load_optimizer_state(self.optimizers[name], saved)  # a copy; same optimiser
+        if self.schedulers and state.get("scheduler") is not None:
+            saved_scheds = unpack_states(self.scheduler, self.schedulers, state["scheduler"])
+            for name, saved in saved_scheds.items():
+                self.schedulers[name].load_state_dict(copy.deepcopy(saved))
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])

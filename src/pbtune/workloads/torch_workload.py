@@ -14,7 +14,6 @@ writes ``load_data`` (numpy arrays, once per node), ``build_model``, ``build_opt
 
 from __future__ import annotations
 
-import copy
 import time
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,6 @@ from pbtune.errors import UserError
 from pbtune.workloads import hyperparams
 from pbtune.workloads._torch_utils import (
     configure_threads,
-    load_optimizer_state,
     seeded_init,
     state_to_cpu,
 )
@@ -46,9 +44,8 @@ from pbtune.workloads.torch_loop import (
 from pbtune.workloads.torch_state import (
     BatchOrder,
     OwnedGlobalRng,
+    TrainingObjects,
     named_objects,
-    unpack_states,
-    view_states,
 )
 
 __all__ = ["TorchWorkload"]
@@ -66,7 +63,7 @@ class TorchWorkload(Workload):
     manual_optimization: ClassVar[bool] = False  # True: train_step calls backward_step itself
     scheduler_interval: ClassVar[str] = "step"  # step the LR scheduler(s) per "step"/"iteration"
     #: True: K trials may train as one batched model (resources.members_per_worker, fusion.py);
-    #: train_step and eval_step must then draw no randomness and return tensors.
+    #: train_step and eval_step then run under vmap: no randomness, tensors only.
     fusible: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -144,12 +141,10 @@ class TorchWorkload(Workload):
         for module in self.models.values():
             module.to(self._device)
         self.optimizer = self.build_optimizer(self.model, self.config)
-        self.optimizers = named_objects(self.optimizer, "optimizer", torch.optim.Optimizer,
-                                 "build_optimizer")
         self.scheduler = self.build_scheduler(self.optimizer, self.options)
-        self.schedulers = {} if self.scheduler is None else named_objects(
-            self.scheduler, "scheduler", object, "build_scheduler")
         self.scaler = torch.amp.GradScaler(self._device.type, enabled=precision == "fp16")
+        self._objects = TrainingObjects(self.model, self.optimizer, self.scheduler, self.scaler)
+        self.optimizers, self.schedulers = self._objects.optimizers, self._objects.schedulers
         self._stepper = Stepper(self.optimizers, self.schedulers.values(), self.scaler,
                                 self.scheduler_interval, self.world_size)
         self._order = BatchOrder(self.train_data[0].shape[0], seed,
@@ -206,104 +201,71 @@ class TorchWorkload(Workload):
                     time.sleep((slowdown - 1.0) * (time.perf_counter() - start))
         return result
 
-    def train_epoch(self) -> dict[str, float]:
-        """One iteration: ``epochs_per_iteration`` epochs, or ``steps_per_iteration`` steps."""
+    def _draws(self, steps: list[int]) -> Any:
+        """One iteration's batches from the trial's data order: ``epochs_per_iteration`` epochs,
+        or until ``steps[0]`` (the caller counts its optimiser steps there) reaches
+        ``steps_per_iteration``. Yields (tensors, samples, weight): in a gang every rank draws
+        the same global batch and gets its slice."""
         cap, epochs_left = self.options["steps_per_iteration"], self.options["epochs_per_iteration"]
-        sums, steps = MetricSums(), 0
-        for module in self.models.values():
-            module.train()
-        self._stepper.start()
-        while cap is None or steps < cap:
-            # In a gang every rank draws the same global batch and trains on its slice.
+        while cap is None or steps[0] < cap:
             idx = self._order.next(self.batch_size * self.world_size)
             if idx is None:  # an epoch ended
                 epochs_left -= 1
                 if cap is None and epochs_left <= 0:
-                    break
+                    return
                 continue
             if idx.numel() < self.world_size:
                 continue  # a last batch too small to give every rank a sample
             idx, weight = shard(idx, self.rank, self.world_size)
             idx = idx.to(self._device)
-            batch = unpack([t.index_select(0, idx) for t in self.train_data])
+            yield [t.index_select(0, idx) for t in self.train_data], idx.numel(), weight
+
+    def train_epoch(self) -> dict[str, float]:
+        """One iteration: ``epochs_per_iteration`` epochs, or ``steps_per_iteration`` steps."""
+        sums, steps = MetricSums(), [0]
+        for module in self.models.values():
+            module.train()
+        self._stepper.start()
+        for tensors, n, weight in self._draws(steps):
             with self.autocast():
-                out = as_metrics(self.train_step(batch), "train_step")
+                out = as_metrics(self.train_step(unpack(tensors)), "train_step")
             if self.manual_optimization:
                 self._stepper.manual_step_done()
-                steps += 1
+                steps[0] += 1
             elif self._stepper.accumulate(weighted(out.get("loss"), weight),
                                           self.accumulation_steps, self.name):
-                steps += 1
-            sums.add(out, idx.numel())
+                steps[0] += 1
+            sums.add(out, n)
         self._stepper.finish()
         broadcast_buffers(self.models.values(), self.world_size)
         return sums.means(self.world_size)
+
+    def _eval_batches(self) -> Any:
+        """The validation set in ``eval_batch_size`` batches: (tensors, samples)."""
+        n, step = self.eval_data[0].shape[0], int(self.options["eval_batch_size"])
+        for start in range(0, n, step):
+            yield tuple(t[start:start + step] for t in self.eval_data), min(step, n - start)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         """Every metric of :meth:`eval_step`, averaged over the whole validation set."""
         for module in self.models.values():
             module.eval()
-        n = self.eval_data[0].shape[0]
-        step = int(self.options["eval_batch_size"])
         sums = MetricSums()
         with self._rng.active():
-            for start in range(0, n, step):
-                batch = unpack([t[start:start + step] for t in self.eval_data])
+            for tensors, n in self._eval_batches():
                 with self.autocast():
-                    out = as_metrics(self.eval_step(batch), "eval_step")
-                sums.add(out, min(step, n - start))
+                    sums.add(as_metrics(self.eval_step(unpack(list(tensors))), "eval_step"), n)
         return sums.means()
 
-    # ---- fusion (pbtune.workloads.fusion): the same loop, one member's part of it -------------
-    def fusion_key(self) -> tuple[Any, ...] | None:
-        """Members train together when this matches (None: what fusion does not do)."""
-        if (self.manual_optimization or self.schedulers or self.scaler.is_enabled()
-                or self.accumulation_steps != 1 or float(self.options["slowdown"]) > 1.0
-                or len(self.models) != 1 or len(self.optimizers) != 1):
-            return None
-        # A hyperparameter no optimiser holds is read by the user's code, which runs once
-        # for the whole group (with the first member's self): members must share it.
-        own = [(k, repr(v)) for k, v in sorted(self.config.items()) if k not in
-               ("batch_size", "accumulation_steps")
-               and hyperparams.targets(k, self.param_group_keys, self.optimizers) is None]
-        return (self.batch_size, self._order.position, self.precision, str(self._device),
-                repr(sorted(self.options.items())), tuple(own))
+    # ---- fusion (pbtune.workloads.fusion) ------------------------------------------------------
+    def fusion(self) -> Any:
+        """This trial as a fused group's member (:class:`~pbtune.workloads.fusion.FusionView`),
+        or None where fusion does not go (see :func:`~pbtune.workloads.fusion.torch_member`)."""
+        from pbtune.workloads.fusion import torch_member
 
-    def fusion_autocast(self) -> torch.autocast:
-        return self.autocast()
-
-    def fusion_model(self) -> nn.Module:
-        return next(iter(self.models.values()))
-
-    def fusion_optimizer(self) -> torch.optim.Optimizer:
-        return next(iter(self.optimizers.values()))
-
-    def fusion_batches(self) -> Any:
-        """This member's batches of one iteration, drawn as :meth:`train_epoch` draws them."""
-        cap, epochs_left = self.options["steps_per_iteration"], self.options["epochs_per_iteration"]
-        steps = 0
-        while cap is None or steps < cap:
-            idx = self._order.next(self.batch_size)
-            if idx is None:
-                epochs_left -= 1
-                if cap is None and epochs_left <= 0:
-                    return
-                continue
-            idx = idx.to(self._device)
-            yield tuple(t.index_select(0, idx) for t in self.train_data), idx.numel()
-            steps += 1
-
-    def fusion_train_step(self, batch: tuple[torch.Tensor, ...]) -> Mapping[str, Any]:
-        return as_metrics(self.train_step(unpack(list(batch))), "train_step")
-
-    def fusion_eval_batches(self) -> Any:
-        n, step = self.eval_data[0].shape[0], int(self.options["eval_batch_size"])
-        for start in range(0, n, step):
-            yield tuple(t[start:start + step] for t in self.eval_data), min(step, n - start)
-
-    def fusion_eval_step(self, batch: tuple[torch.Tensor, ...]) -> Mapping[str, Any]:
-        return as_metrics(self.eval_step(unpack(list(batch))), "eval_step")
+        return torch_member(self, self._draws, self._eval_batches,
+                            (self._order.position, str(self._device)))
 
     # ---- state -----------------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -312,11 +274,7 @@ class TorchWorkload(Workload):
 
     def state_view(self) -> dict[str, Any]:
         """:meth:`get_state` before the copy: the live tensors, wherever they are."""
-        return {"model": view_states(self.model, self.models),
-                "optimizer": view_states(self.optimizer, self.optimizers),
-                "scheduler": (view_states(self.scheduler, self.schedulers) if self.schedulers
-                              else None),
-                "scaler": self.scaler.state_dict(),
+        return {**self._objects.view(),
                 "rng": {"order": self._order.get_state(), "torch": self._rng.get_state()},
                 "iteration": int(self.iteration), "config": dict(self.config),
                 "extra": self.extra_state()}
@@ -328,17 +286,7 @@ class TorchWorkload(Workload):
         missing = [k for k in ("model", "optimizer", "iteration", "config") if k not in state]
         if missing:
             raise KeyError(f"{self.name}: state is missing {missing}")
-        for name, saved in unpack_states(self.model, self.models, state["model"]).items():
-            self.models[name].load_state_dict(saved)
-        saved_opts = unpack_states(self.optimizer, self.optimizers, state["optimizer"])
-        for name, saved in saved_opts.items():
-            load_optimizer_state(self.optimizers[name], saved)  # a copy; same optimiser
-        if self.schedulers and state.get("scheduler") is not None:
-            saved_scheds = unpack_states(self.scheduler, self.schedulers, state["scheduler"])
-            for name, saved in saved_scheds.items():
-                self.schedulers[name].load_state_dict(copy.deepcopy(saved))
-        if state.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(state["scaler"])
+        self._objects.load(state)
         if include_rng:
             rng = state["rng"]
             self._order.set_state(rng["order"] if isinstance(rng, Mapping) else rng)
@@ -347,4 +295,3 @@ class TorchWorkload(Workload):
         self.iteration = int(state["iteration"])
         self.load_extra_state(state.get("extra") or {})
         self.apply_hyperparameters(state["config"])
-

@@ -35,9 +35,8 @@ from pbtune.workloads.augment import AugmentStream, crop_flip, normalize
 from pbtune.workloads.base import Workload
 from pbtune.workloads.models import build_model, to_device
 from pbtune.workloads.precision import autocast_dtype
-from pbtune.workloads.shared_data import shared_tensor
+from pbtune.workloads.shared_data import image_splits
 
-_SPLITS = ("train", "val", "test")
 _STATE_KEYS = ("model", "optimizer", "rng", "iteration", "config")
 #: search space and mutations of the SGD hyperparameters (Ray-Tune-style domain specs)
 _DOMAINS: dict[str, Any] = {
@@ -129,7 +128,8 @@ class VisionWorkload(Workload):
         self._channels_last = bool(self.options.get("channels_last", False)) and cuda
         if data is None:
             data = self.load_data(self.options)
-        self._x, self._y = self._wrap(data)
+        self._x, self._y = image_splits(self.name, data, self.spec.image_shape,
+                                        self.options["subset"], self._device)
         with seeded_init(seed):
             model = build_model(self.arch, self.spec.num_classes, in_shape=self.spec.image_shape,
                                 width=int(self.options["width"]),
@@ -142,26 +142,6 @@ class VisionWorkload(Workload):
         self.scaler = torch.amp.GradScaler(self._device.type, enabled=self.precision == "fp16")
         self.batch_size = int(self.default_config["batch_size"])
         self.apply_hyperparameters(self.config)
-
-    def _wrap(self, data: Mapping[str, Any]) -> tuple[dict[str, torch.Tensor], ...]:
-        """Views (CPU) or cached device copies of the shared arrays, shaped (N, C, H, W)."""
-        missing = [f"{s}_{k}" for s in _SPLITS for k in "xy" if f"{s}_{k}" not in data]
-        if missing:
-            raise UserError(f"{self.name}: data is missing {missing}; pass what load_data returns")
-        xs, ys = {}, {}
-        for split in _SPLITS:
-            x, y = data[f"{split}_x"], data[f"{split}_y"]
-            if x.dtype != np.uint8 or y.dtype != np.int64 or len(x) != len(y):
-                raise UserError(f"{self.name}: {split} data must be uint8 images and int64 labels "
-                                f"of equal length, got {x.dtype}{x.shape} / {y.dtype}{y.shape}")
-            if split == "train" and self.options["subset"] is not None:
-                x, y = x[: int(self.options["subset"])], y[: int(self.options["subset"])]  # views
-            if tuple(x.shape[1:]) not in (self.spec.image_shape, self.spec.image_shape[1:]):
-                raise UserError(f"{self.name}: {split}_x has images of shape {x.shape[1:]}, "
-                                f"expected {self.spec.image_shape}")
-            xs[split] = shared_tensor(x, self._device).view(-1, *self.spec.image_shape)
-            ys[split] = shared_tensor(y, self._device)
-        return xs, ys
 
     def apply_hyperparameters(self, config: Mapping[str, Any]) -> None:
         """In place: same optimiser and momentum buffers; a new batch size applies from the next
@@ -188,52 +168,28 @@ class VisionWorkload(Workload):
         fmt = torch.channels_last if self._channels_last else torch.contiguous_format
         return normalize(images, self.spec.mean, self.spec.std, memory_format=fmt)
 
-    def _train_batches(self) -> Iterator[torch.Tensor]:
-        """Index tensors of one shuffled epoch; a trailing batch of one image is skipped
-        (BatchNorm cannot train on it)."""
-        n = self._x["train"].shape[0]
-        order = torch.randperm(n, generator=self.generator)
-        if self._device.type == "cuda":
-            order = order.pin_memory().to(self._device, non_blocking=True)
-        for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            if idx.numel() > 1 or n == 1:
-                yield idx
-
-    def _run_iteration(self) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Up to ``epochs_per_iteration`` epochs (capped at ``steps_per_iteration`` steps)."""
-        x, y = self._x["train"], self._y["train"]
-        loss_sum = torch.zeros((), device=self._device)  # summed over samples
-        correct = torch.zeros((), dtype=torch.int64, device=self._device)
-        seen, steps = 0, 0
-        cap = self.options["steps_per_iteration"]
-        self.model.train()
-        for _ in range(int(self.options["epochs_per_iteration"])):
-            for idx in self._train_batches():
-                if cap is not None and steps >= int(cap):
-                    return loss_sum, correct, seen
-                inputs, labels = self._inputs(x.index_select(0, idx), True), y.index_select(0, idx)
-                with self._autocast():
-                    logits = self.model(inputs)
-                    loss = F.cross_entropy(logits, labels)
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                loss_sum += loss.detach().float() * idx.numel()
-                correct += (logits.detach().argmax(1) == labels).sum()
-                seen, steps = seen + idx.numel(), steps + 1
-        return loss_sum, correct, seen
-
     def train(self, iterations: int = 1) -> dict[str, float]:
         """Train; returns the last iteration's mean loss/accuracy (NaN is returned, not raised)."""
         if iterations < 1:
             raise ValueError(f"iterations must be >= 1, got {iterations}")
         slowdown = float(self.options["slowdown"])
         result: dict[str, float] = {}
+        self.model.train()
         for _ in range(iterations):
             start = time.perf_counter()
-            loss_sum, correct, seen = self._run_iteration()
+            loss_sum = torch.zeros((), device=self._device)  # summed over samples
+            correct = torch.zeros((), dtype=torch.int64, device=self._device)
+            seen = 0
+            for batch, n in self._batches():
+                with self._autocast():
+                    out = self._step(batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(out["loss"]).backward()
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                loss_sum += out["loss"].detach().float() * n
+                correct += out["train_accuracy"].sum()
+                seen += n
             result = {"loss": float(loss_sum.item()) / max(seen, 1),
                       "train_accuracy": int(correct.item()) / max(seen, 1)}
             self.iteration += 1
@@ -249,63 +205,65 @@ class VisionWorkload(Workload):
         """Accuracy and mean cross-entropy on ``split``: ``"val"`` (PBT) or ``"test"`` (final)."""
         if split not in ("val", "test"):
             raise ValueError(f"split must be 'val' or 'test', got {split!r}")
-        x, y = self._x[split], self._y[split]
         self.model.eval()
         loss_sum = torch.zeros((), device=self._device)
         correct = torch.zeros((), dtype=torch.int64, device=self._device)
-        step = int(self.options["eval_batch_size"])
-        for start in range(0, x.shape[0], step):
-            labels = y[start:start + step]
+        for batch, _n in self._eval_batches(split):
             with self._autocast():
-                logits = self.model(self._inputs(x[start:start + step], False))
-            loss_sum += F.cross_entropy(logits.float(), labels, reduction="sum")
-            correct += (logits.argmax(1) == labels).sum()
-        n = max(x.shape[0], 1)
+                out = self._eval_step(batch)
+            loss_sum += out["loss"].sum()
+            correct += out["accuracy"].sum()
+        n = max(self._x[split].shape[0], 1)
         return {"accuracy": int(correct.item()) / n, "loss": float(loss_sum.item()) / n}
 
-    # ---- fusion (pbtune.workloads.fusion): one member's part of the same loop -----------------
     fusible: ClassVar[bool] = True  # members_per_worker > 1 trains K of them as one model
 
-    def fusion_key(self) -> tuple[Any, ...] | None:
+    def fusion(self) -> Any:
+        """This trial as a fused group's member (:class:`~pbtune.workloads.fusion.FusionView`);
+        None with fp16 loss scaling or a simulated slowdown (those train alone)."""
+        from pbtune.workloads.fusion import FusionView
+
         if self.scaler.is_enabled() or float(self.options["slowdown"]) > 1.0:
-            return None  # fp16 loss scaling and simulated slow nodes train alone
-        return (self.batch_size, self.precision, str(self._device),
-                repr(sorted(self.options.items())))
+            return None
+        return FusionView(key=(self.batch_size, self.precision, str(self._device),
+                               repr(sorted(self.options.items()))),
+                          model=self.model, optimizer=self.optimizer, batches=self._batches,
+                          train_step=self._step, eval_batches=self._eval_batches,
+                          eval_step=self._eval_step, autocast=self._autocast)
 
-    def fusion_model(self) -> torch.nn.Module:
-        return self.model
-
-    def fusion_optimizer(self) -> torch.optim.Optimizer:
-        return self.optimizer
-
-    def fusion_autocast(self) -> torch.autocast:
-        return self._autocast()
-
-    def fusion_batches(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], int]]:
-        """This member's batches of one iteration, drawn (and augmented) as
-        :meth:`_run_iteration` draws them."""
+    def _batches(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], int]]:
+        """One iteration's (inputs, labels), augmented on the device: ``epochs_per_iteration``
+        shuffled epochs, capped at ``steps_per_iteration`` steps; a trailing batch of one image
+        is skipped (BatchNorm cannot train on it)."""
         x, y = self._x["train"], self._y["train"]
-        cap, steps = self.options["steps_per_iteration"], 0
+        n, cap, steps = x.shape[0], self.options["steps_per_iteration"], 0
         for _ in range(int(self.options["epochs_per_iteration"])):
-            for idx in self._train_batches():
+            order = torch.randperm(n, generator=self.generator)
+            if self._device.type == "cuda":
+                order = order.pin_memory().to(self._device, non_blocking=True)
+            for start in range(0, n, self.batch_size):
+                idx = order[start:start + self.batch_size]
+                if idx.numel() == 1 and n > 1:
+                    continue
                 if cap is not None and steps >= int(cap):
                     return
                 yield (self._inputs(x.index_select(0, idx), True), y.index_select(0, idx)), \
                     idx.numel()
                 steps += 1
 
-    def fusion_train_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:  # fused too
         logits = self.model(batch[0])
         return {"loss": F.cross_entropy(logits, batch[1]),
                 "train_accuracy": logits.argmax(1) == batch[1]}
 
-    def fusion_eval_batches(self) -> Iterator[tuple[tuple[torch.Tensor, torch.Tensor], int]]:
-        x, y, step = self._x["val"], self._y["val"], int(self.options["eval_batch_size"])
+    def _eval_batches(self, split: str = "val") -> Iterator[tuple[tuple[torch.Tensor, ...], int]]:
+        x, y, step = self._x[split], self._y[split], int(self.options["eval_batch_size"])
         for start in range(0, x.shape[0], step):
             labels = y[start:start + step]
             yield (self._inputs(x[start:start + step], False), labels), labels.numel()
 
-    def fusion_eval_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+    def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, Any]:
+        """Per-image accuracy and cross-entropy (in float32 whatever the autocast)."""
         logits = self.model(batch[0])
         return {"accuracy": logits.argmax(1) == batch[1],
                 "loss": F.cross_entropy(logits.float(), batch[1], reduction="none")}
