@@ -285,8 +285,11 @@ def test_fused_members_count_as_trials_and_become_lanes_of_one_worker():
         plan_text(plan)
     specs = lanes(plan.workers, 4)
     assert [s.index for s in specs] == list(range(12))
-    assert [s.worker_index for s in specs] == [0] * 4 + [4] * 4 + [8] * 4
-    assert {s.node_id for s in specs[8:]} == {plan.workers[2].node_id}
+    assert [s.worker_index for s in specs] == [0, 1, 2] * 4  # interleaved: trials spread
+    assert {s.node_id for s in specs[2::3]} == {plan.workers[2].node_id}
     assert specs[0].shape == "fused4(cpu:1)"
     assert [s.index for s in lanes(plan.workers, 1, start=5)] == [5, 6, 7]
     assert all(s.worker_index == s.index for s in lanes(plan.workers, 1))
+    from pbtune.cluster.specs import lanes_needed
+
+    assert [lanes_needed(8, p, 2) for p in (8, 9, 16, 40, 1)] == [4, 5, 8, 8, 1]

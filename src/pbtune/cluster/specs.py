@@ -133,12 +133,17 @@ class Plan:
 
 def lanes(workers: Sequence[WorkerSpec], members: int, start: int = 0) -> list[WorkerSpec]:
     """Each worker ``members`` times, numbered from ``start``: what the coordinator dispatches
-    to (resources.members_per_worker). A worker's lanes share its process; the first one's
-    index is their ``host``. One member: the specs renumbered, unchanged otherwise."""
-    out: list[WorkerSpec] = []
-    for spec in workers:
-        host = start + len(out)
-        for _ in range(members):
-            out.append(replace(spec, index=start + len(out), members=members,
-                               host=host if members > 1 else None))
-    return out
+    to (resources.members_per_worker). A worker's lanes share its process; its first lane's
+    index is their ``host``. Lanes are interleaved (every worker's first lane, then every
+    worker's second, ...) so that trials fewer than the lanes, given to the lowest free index,
+    spread over the workers. One member: the specs renumbered, unchanged otherwise."""
+    n = len(workers)
+    return [replace(spec, index=start + m * n + j, members=members,
+                    host=start + j if members > 1 else None)
+            for m in range(members) for j, spec in enumerate(workers)]
+
+
+def lanes_needed(asked: int, population: int, workers: int) -> int:
+    """Lanes per worker: ``members_per_worker``, but no more than ``population`` trials need
+    on ``workers`` workers (more would let some workers hold every trial while others idle)."""
+    return min(asked, max(1, -(-population // max(1, workers))))  # ceil

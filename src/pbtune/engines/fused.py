@@ -193,6 +193,23 @@ class FusedRunner:
               "(resources.fuse: always or never decides without timing)", file=sys.stderr)
 
 
+def members_for(cfg: Any, workers: int, fusible: bool) -> int:
+    """Lanes per worker for a run on ``workers`` workers: ``members_per_worker``, but no more
+    than the population needs there (more would let some workers hold every trial while others
+    idle); one line on stderr says when that, or a workload that cannot fuse, changes things."""
+    from pbtune.cluster.specs import lanes_needed
+
+    asked = cfg.resources.members_per_worker
+    k = lanes_needed(asked, cfg.population, workers)
+    if k < asked:
+        print(f"note: {cfg.population} trials on {workers} workers need {k} members per worker, "
+              f"not members_per_worker = {asked}; each worker takes {k}", file=sys.stderr)
+    if k > 1 and not fusible:
+        print(f"note: {cfg.workload} does not fuse (fusible = False): each worker trains its "
+              f"{k} members one after the other", file=sys.stderr)
+    return k
+
+
 def _key(workload: Any) -> Any:
     """The fusion key, importing torch's fusion code only for workloads that opted in."""
     if not getattr(workload, "fusible", False):

@@ -185,3 +185,28 @@ def _share(state: Any) -> Any:
 
 RemoteGangWorker = ray.remote(concurrency_groups={"control": 1, "transfer": 1, "wait": 1})(
     GangWorker)
+
+
+def start_gang(spec: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, list[Any]]:
+    """The W ranks of a gang in one placement group; rank 0 forms their process group.
+    Returns (placement group, ranks in order)."""
+    from pbtune.cluster.placement import bundle_options, gang_group
+
+    group = gang_group(spec)
+    ranks = [RemoteGangWorker.options(**bundle_options(group, r, spec)).remote(
+        *args, rank=r, world_size=spec.ranks, **kwargs) for r in range(spec.ranks)]
+    ranks[0].form.remote(ranks[1:])  # before info(): a started gang is a formed one
+    return group, ranks
+
+
+def end_gang(group: Any, followers: list[Any]) -> None:
+    """Kill a gang's other ranks and free its placement group (rank 0: the caller's)."""
+    from ray.util.placement_group import remove_placement_group
+
+    for handle in followers:
+        ray.kill(handle)
+    if group is not None:
+        try:
+            remove_placement_group(group)
+        except Exception:  # Ray already gone
+            pass

@@ -15,6 +15,7 @@ import ray
 
 from pbtune.cluster import GpuBundles, cluster_nodes, connect, plan_for
 from pbtune.cluster.specs import lanes
+from pbtune.engines.fused import members_for
 from pbtune.engines.native.worker import RemoteWorker
 from pbtune.engines.node_options import driver_options
 from pbtune.errors import UserError
@@ -40,7 +41,9 @@ class WorkerPool:
         self.plan = plan
         # slot → WorkerSpec; grows when nodes join (elastic). With members_per_worker K a worker
         # is K slots ("lanes") that share its process (spec.worker_index), see engines/fused.py.
-        self.specs = lanes(plan.workers, res.members_per_worker)
+        self.members = members_for(cfg, len(plan.workers), getattr(get(cfg.workload), "fusible",
+                                                                  False))
+        self.specs = lanes(plan.workers, self.members)
         self.gpus = GpuBundles()  # GPU workers go to the physical GPU the plan chose
         self.gpus.add(plan.workers, {p.node_id: p.cap_gpus for p in plan.nodes})
         self._res = res
@@ -52,9 +55,6 @@ class WorkerPool:
         self.holds_states = res.state_on_worker == "always" or (
             res.state_on_worker == "auto" and bool(getattr(get(cfg.workload), "large_state",
                                                            False)))
-        if res.members_per_worker > 1 and not getattr(get(cfg.workload), "fusible", False):
-            print(f"note: {cfg.workload} does not fuse (fusible = False): each worker trains "
-                  f"its {res.members_per_worker} members one after the other", file=sys.stderr)
         self.workers = []
         self.gangs: dict[int, tuple[Any, list[Any]]] = {}  # slot → (placement group, ranks 1..)
         self._args = (workload, dict(cfg.options), res, bool(cfg.deterministic))
@@ -164,14 +164,9 @@ class WorkerPool:
         return handle
 
     def _start_gang(self, spec: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """The W ranks of a gang in one placement group; rank 0 forms their process group."""
-        from pbtune.cluster.placement import bundle_options, gang_group
-        from pbtune.engines.native.gang import RemoteGangWorker
+        from pbtune.engines.native.gang import start_gang
 
-        group = gang_group(spec)
-        ranks = [RemoteGangWorker.options(**bundle_options(group, r, spec)).remote(
-            *args, rank=r, world_size=spec.ranks, **kwargs) for r in range(spec.ranks)]
-        ranks[0].form.remote(ranks[1:])  # before info(): a started gang is a formed one
+        group, ranks = start_gang(spec, args, kwargs)
         self.gangs[spec.index] = (group, ranks[1:])
         return ranks[0]
 
@@ -180,17 +175,9 @@ class WorkerPool:
         return [leader or self.workers[slot], *self.gangs.get(slot, (None, []))[1]]
 
     def _end_gang(self, slot: int) -> None:
-        """Kill a gang's other ranks and free its placement group (rank 0: the caller's)."""
-        from ray.util.placement_group import remove_placement_group
+        from pbtune.engines.native.gang import end_gang
 
-        group, followers = self.gangs.pop(slot, (None, []))
-        for handle in followers:
-            ray.kill(handle)
-        if group is not None:
-            try:
-                remove_placement_group(group)
-            except Exception:  # Ray already gone
-                pass
+        end_gang(*self.gangs.pop(slot, (None, [])))
 
     def lanes_of(self, worker: int) -> list[int]:
         """The slots that share ``worker``'s process (itself alone unless fused)."""
@@ -242,7 +229,7 @@ class WorkerPool:
         live = {s.worker_index for s in self.specs if s.index not in self.dead}  # processes
         room = None if res.slots is None else max(0, res.slots - len(live))
         plan = plan_for(nodes, res, slots=room)
-        specs = lanes(plan.workers, res.members_per_worker, start=self.size)
+        specs = lanes(plan.workers, self.members, start=self.size)
         if room == 0 or not specs:
             return []
         self.gpus.add(specs, {p.node_id: p.cap_gpus for p in plan.nodes})

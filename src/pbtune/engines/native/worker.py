@@ -26,6 +26,7 @@ from typing import Any
 
 import ray
 
+from pbtune.engines.fused import FusedRunner
 from pbtune.engines.native.held import HeldStates, Live, holds_states, materialize, state_nbytes
 from pbtune.engines.native.usage import resource_usage
 from pbtune.engines.node_options import resolve_here
@@ -54,9 +55,8 @@ class Worker:
             on this worker (no snapshot in the object store after a segment), ``auto`` follows
             the workload's ``large_state`` flag, else the first state's size against
             ``large_state_mb`` (see held.py); ``state_buffers``: copies kept for reuse.
-        members: K (``resources.members_per_worker``): the worker is K lanes whose segments
-            train together (:mod:`pbtune.engines.fused`, ``fuse`` its mode); states go to the
-            object store.
+        members: K (``resources.members_per_worker``): K lanes whose segments train together
+            (:mod:`pbtune.engines.fused`, ``fuse`` its mode); states go to the object store.
     """
 
     def __init__(
@@ -123,11 +123,8 @@ class Worker:
         self.before_iteration: Any = None  # a gang's rank 0 signals its other ranks here
         self.held = HeldStates(self.trials, buffers=state_buffers)
         self.holds: bool | None = holds_states(state_on_worker, self.cls)  # None: size decides
-        self.fused = None
-        if members > 1:
-            from pbtune.engines.fused import FusedRunner
-
-            self.fused, self.holds = FusedRunner(members, fuse), False
+        self.fused = FusedRunner(members, fuse) if members > 1 else None  # K lanes' segments
+        self.holds = False if self.fused else self.holds  # fused members' states: the store
         self.large_state_bytes = large_state_mb * 2**20
         import psutil
 
