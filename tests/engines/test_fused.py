@@ -222,3 +222,16 @@ def test_a_fault_outside_the_workloads_own_steps_fails_segments_and_never_hangs(
     monkeypatch.undo()
     got = _run_all(runner, _segments({}, [("d", CONFIGS[0], 2), ("e", CONFIGS[1], 2)]))
     assert [r[0]["status"] for r in got] == ["ok", "ok"]
+
+
+def test_a_member_that_diverges_errors_alone_and_leaves_its_group_exact():
+    """Members are independent slices: one whose loss goes non-finite (lr 1e12) errors as it
+    would unfused, and the member fused with it trains exactly as it would alone."""
+    runner = FusedRunner(2, fuse="always", gather_s=0.5)
+    jobs = [("a", CONFIGS[0], 3), ("b", {**CONFIGS[1], "lr": 1e12}, 3)]
+    got = _run_all(runner, _segments({}, jobs))
+    ref = _reference(jobs)
+    assert got[1][0]["status"] == ref[1][0]["status"] == "error"
+    assert "non-finite" in got[1][0]["error"]
+    assert runner.fused_rounds >= 1
+    _same(got[0], ref[0])
