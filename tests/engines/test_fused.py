@@ -235,3 +235,19 @@ def test_a_member_that_diverges_errors_alone_and_leaves_its_group_exact():
     assert "non-finite" in got[1][0]["error"]
     assert runner.fused_rounds >= 1
     _same(got[0], ref[0])
+
+
+def test_auto_decides_once_per_model_kind_even_as_epoch_positions_change(capfd):
+    """Iterations of a few steps move each member's position in its epoch every round (part of
+    the group key); auto still decides after its four timed rounds and keeps one decision."""
+    runner = FusedRunner(2, fuse="auto", gather_s=0.5)
+    jobs = [("a", CONFIGS[0], 7), ("b", CONFIGS[1], 7)]
+    segs = [Segment({}, t, lambda c=c, i=i: Mlp64(c, data=DATA, seed=70 + i,
+                                                   options={"steps_per_iteration": 3}),
+                    c, target, metric="accuracy", mode="max")
+            for i, (t, c, target) in enumerate(jobs)]
+    got = _run_all(runner, segs)
+    assert [r[0]["status"] for r in got] == ["ok", "ok"]
+    assert len(runner._choices) == 1
+    assert next(iter(runner._choices.values())).fused is not None
+    assert capfd.readouterr().err.count("trials fused took") == 1

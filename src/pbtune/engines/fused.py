@@ -172,13 +172,13 @@ class FusedRunner:
     def _fuse(self, key: Any, size: int) -> bool:
         if self.fuse != "auto":
             return self.fuse == "always"
-        choice = self._choices.setdefault(key, _Choice())
+        choice = self._choices.setdefault(_kind(key), _Choice())
         if choice.fused is not None:
             return choice.fused
         return len(choice.rounds) >= _WARM + _TIMED  # first one after the other, then fused
 
     def _timed(self, key: Any, group: list[Segment], fused: bool, start: float) -> None:
-        choice = self._choices.get(key)
+        choice = self._choices.get(_kind(key))
         if choice is None or choice.fused is not None or len(group) < 2:
             return
         choice.rounds.append((fused, (time.perf_counter() - start) / len(group)))
@@ -208,6 +208,14 @@ def members_for(cfg: Any, workers: int, fusible: bool) -> int:
         print(f"note: {cfg.workload} does not fuse (fusible = False): each worker trains its "
               f"{k} members one after the other", file=sys.stderr)
     return k
+
+
+def _kind(key: Any) -> Any:
+    """What ``auto`` decides once for: the workload class, optimiser kind and shapes of a
+    fusion key, not its batch size or epoch position (with ``steps_per_iteration`` the
+    position changes every round: a decision per key would never be reached, and the
+    table would grow with the run)."""
+    return (key[0], key[2], key[3]) if isinstance(key, tuple) and len(key) == 4 else key
 
 
 def _key(workload: Any) -> Any:
