@@ -251,3 +251,32 @@ def test_auto_decides_once_per_model_kind_even_as_epoch_positions_change(capfd):
     assert len(runner._choices) == 1
     assert next(iter(runner._choices.values())).fused is not None
     assert capfd.readouterr().err.count("trials fused took") == 1
+
+
+def test_parking_between_rounds_never_parks_a_trial_that_is_training():
+    """A GPU fused worker parks trials beyond gpu_live_trials between rounds; a member still
+    training (a longer segment on another lane) must stay live, or its parked copy goes stale
+    and its next segment continues from it."""
+    from pbtune.engines.segment import Parked, park
+
+    live: dict[str, Any] = {}
+    parked: list[set[str]] = []
+
+    def after_round(keep: set[str]) -> None:
+        park(live, 1, keep)
+        parked.append({t for t, w in live.items() if isinstance(w, Parked)})
+
+    runner = FusedRunner(2, fuse="always", gather_s=0.5, after_round=after_round)
+    first = [("a", CONFIGS[0], 4), ("b", CONFIGS[1], 1)]
+    _run_all(runner, _segments(live, first))
+    assert "a" not in set().union(*parked[:-1])  # never parked while its segment ran
+    assert any("b" in p for p in parked)  # b was parked once done (budget 1)
+    got = _run_all(runner, _segments(live, [("a", CONFIGS[0], 5), ("b", CONFIGS[1], 3)]))
+    ref_live: dict[str, Any] = {}
+    for t, c, target in first:
+        run_segment(ref_live, t, lambda c=c, t=t: Mlp64(c, data=DATA, seed=70 + "ab".index(t)),
+                    c, target, metric="accuracy", mode="max")
+    want = [run_segment(ref_live, t, lambda: None, c, target, metric="accuracy", mode="max")
+            for t, c, target in [("a", CONFIGS[0], 5), ("b", CONFIGS[1], 3)]]
+    for g, w in zip(got, want, strict=True):
+        _same(g, w)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,14 +48,18 @@ class FusedRunner:
         lanes: K, the segments it may hold at once (what it waits for to fill a group).
         fuse: ``auto``, ``always`` or ``never`` (see the module docstring).
         gather_s: the longest a round waits for lanes to fill after a segment started or ended.
+        after_round: called on the training thread after each round with the ids of the trials
+            still training (a GPU worker parks the others' states on the host there).
     """
 
-    def __init__(self, lanes: int, fuse: str = "auto", gather_s: float = 0.05) -> None:
+    def __init__(self, lanes: int, fuse: str = "auto", gather_s: float = 0.05,
+                 after_round: Callable[[set[str]], None] | None = None) -> None:
         if fuse not in FUSE_MODES:
             raise ValueError(f"fuse must be one of {FUSE_MODES}, got {fuse!r}")
         self.lanes = lanes
         self.fuse = fuse
         self.gather_s = gather_s
+        self.after_round = after_round
         self._cond = threading.Condition()
         self._pending: list[tuple[Segment, Future[Any]]] = []
         self._active: list[tuple[Segment, Future[Any]]] = []
@@ -107,6 +112,8 @@ class FusedRunner:
         with self._cond:
             self._active = [a for a in self._active if a not in done]
             self._changed = self._changed or bool(done)
+        if self.after_round is not None:
+            self.after_round({s.trial_id for s, _ in self._active})
 
     def _take(self) -> list[tuple[Segment, Future[Any]]]:
         """New segments; waits for one when idle, and briefly for lanes to fill after a change."""

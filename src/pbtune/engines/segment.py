@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Container, Mapping, MutableMapping
 from typing import Any
 
 from pbtune.engines.base import is_better, reached
@@ -29,7 +29,7 @@ class Parked:
         return self.state
 
 
-def park(live: MutableMapping[str, Any], budget: int) -> int:
+def park(live: MutableMapping[str, Any], budget: int, keep: Container[str] = ()) -> int:
     """Keep at most ``budget`` trials live (the most recently run); park the rest.
 
     Why: on a GPU worker every live trial keeps its model and optimiser state in device memory
@@ -37,9 +37,12 @@ def park(live: MutableMapping[str, Any], budget: int) -> int:
     the trial that is training, can fill the card. A parked trial costs host memory only and
     comes back, state and RNG exactly, the next time it runs here (:func:`load_trial`).
     ``live`` is in least-recently-run order (load_trial moves a trial to the end). Returns how
-    many trials were parked now.
+    many trials were parked now. ``keep``: trials training right now (a fused worker's other
+    lanes), never parked: a parked copy would go stale while they train on.
     """
-    resident = [tid for tid, w in live.items() if not isinstance(w, Parked)]
+    resident = [tid for tid, w in list(live.items())
+                if not isinstance(w, Parked) and tid not in keep]
+    budget = max(0, budget - sum(1 for tid in keep if tid in live))
     parked = 0
     for tid in resident[:max(0, len(resident) - budget)]:
         live[tid] = Parked(live[tid].get_state(), live[tid].iteration)

@@ -113,18 +113,16 @@ class Worker:
         # Per-node options (``slowdown: {"slow": 3.0}``) become plain values for this node here,
         # so workloads never see a mapping nor need Ray (see node_options).
         self.options = resolve_here(options)
-        self.data = data
-        self.index = index
-        self.device = device
+        self.data, self.index, self.device = data, index, device
         # Set by request_stop (from the driver, on the control thread); read between iterations.
         # Once set it stays set: a stopped run submits no further segments.
         self._stop = threading.Event()
         self.trials: dict[str, Any] = {}  # trial id → live workload object
         self.before_iteration: Any = None  # a gang's rank 0 signals its other ranks here
         self.held = HeldStates(self.trials, buffers=state_buffers)
-        self.holds: bool | None = holds_states(state_on_worker, self.cls)  # None: size decides
-        self.fused = FusedRunner(members, fuse) if members > 1 else None  # K lanes' segments
-        self.holds = False if self.fused else self.holds  # fused members' states: the store
+        self.fused = FusedRunner(members, fuse, after_round=self._park_beyond_budget) \
+            if members > 1 else None  # fused members' states go to the store: never held
+        self.holds = False if self.fused else holds_states(state_on_worker, self.cls)
         self.large_state_bytes = large_state_mb * 2**20
         import psutil
 
@@ -286,12 +284,13 @@ class Worker:
                     best=(result["best_value"], mode))
                 result["best_path"] = best_to
             out = (result, None, None)
-        self._park_beyond_budget()
+        if not self.fused:  # a fused worker parks between its rounds (after_round)
+            self._park_beyond_budget()
         return out
 
-    def _park_beyond_budget(self) -> None:
-        """On a GPU: park the trials beyond ``live_trials`` and give their device memory back."""
-        if self.live_trials is not None and park(self.trials, self.live_trials):
+    def _park_beyond_budget(self, keep: Any = ()) -> None:
+        """On a GPU: park trials beyond ``live_trials`` (not ``keep``, training now)."""
+        if self.live_trials is not None and park(self.trials, self.live_trials, keep):
             import torch
 
             torch.cuda.empty_cache()
