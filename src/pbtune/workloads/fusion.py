@@ -34,6 +34,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from pbtune.workloads.fused_optim import FlatParams, FusedOptimizer, optimizer_key
+from pbtune.workloads.torch_loop import as_metrics
 
 __all__ = ["FusionView", "fusion_key", "torch_member", "train_and_evaluate"]
 
@@ -173,10 +174,6 @@ class _Sums:
         return [{key: float(v[i]) for key, v in sorted(table.items())} for i in range(k)]
 
 
-def _as_dict(out: Any) -> dict[str, torch.Tensor]:
-    return {"loss": out} if isinstance(out, torch.Tensor) else dict(out)
-
-
 def train_and_evaluate(members: Sequence[Any]) -> list[tuple[dict[str, float], dict[str, float]]]:
     """One training iteration and an evaluation of every member, fused; per member
     ``(train metrics, eval metrics)`` as its own ``train(1)`` and ``evaluate()`` return them.
@@ -193,7 +190,7 @@ def train_and_evaluate(members: Sequence[Any]) -> list[tuple[dict[str, float], d
     eval_call = _Call(models[0], lead.eval_step)  # type: ignore[union-attr]
 
     def one(call: nn.Module) -> Callable[..., Any]:
-        return lambda p, b, batch: _as_dict(functional_call(call, (p, b), (batch,)))
+        return lambda p, b, batch: as_metrics(functional_call(call, (p, b), (batch,)), "step")
 
     train_fn = vmap(one(train_call), in_dims=(0, 0, 0))
     eval_fn = vmap(one(eval_call), in_dims=(0, 0, None))

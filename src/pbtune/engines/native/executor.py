@@ -63,13 +63,13 @@ class RayExecutor:
         self.load: Any = None
         self.lost = LOST
         self.watch_interval_s = WATCH_INTERVAL_S
-        # ref → worker, trial, best, snapshot, the shared donor copies the segment loads
-        self.inflight: dict[Any, tuple[int, str, Any, Any, list[Held]]] = {}
+        # ref → worker, trial, best, snapshot, the shared donor copies the segment loads, the
+        # worker handle it was sent to
+        self.inflight: dict[Any, tuple[int, str, Any, Any, list[Held], Any]] = {}
         self._disk: dict[OnDisk, Any] = {}  # checkpoint files already in the object store
         self._watcher: NodeWatcher | None = None
         self._membership = self.pool.membership()
         self.writes = HeldWrites(self.pool)  # copies, drops and writes of held states
-        self._sent_to: dict[Any, Any] = {}  # result ref → the worker handle it runs on
 
     def attach(self, run_dir: Any) -> None:
         """Held states are written into ``run_dir`` (a filesystem every node shares)."""
@@ -104,7 +104,6 @@ class RayExecutor:
             for ref, (worker, *_rest) in list(self.inflight.items()):
                 if worker in command.workers:
                     del self.inflight[ref]
-                    self._sent_to.pop(ref, None)
             for worker in command.workers:  # the run is ending: no replacement
                 ray.kill(self.pool.workers[worker])
         else:
@@ -170,8 +169,9 @@ class RayExecutor:
             pin_start=pin is not None and pin.worker == c.worker,
             best_to=self.writes.best_path(), after=self.writes.after(c.worker, c.trial_id))
         result, best, snapshot = refs
-        self.inflight[result] = (c.worker, c.trial_id, best, snapshot, consumed)
-        self._sent_to[result] = pool.workers[c.worker]  # which process, should it be lost
+        # the handle: which process, should it be lost (a fused worker's lanes share one)
+        self.inflight[result] = (c.worker, c.trial_id, best, snapshot, consumed,
+                                 pool.workers[c.worker])
 
     # -- events ----------------------------------------------------------------------------------
     def next_event(self, timeout_s: float | None = None) -> Event | None:
@@ -199,8 +199,7 @@ class RayExecutor:
         return self._collect(done[0]) if done else None
 
     def _collect(self, ref: Any) -> Event:
-        worker, trial_id, best, snapshot, consumed = self.inflight.pop(ref)
-        handle = self._sent_to.pop(ref, None)
+        worker, trial_id, best, snapshot, consumed, handle = self.inflight.pop(ref)
         try:
             result = ray.get(ref)
         except ray.exceptions.RayError as exc:
